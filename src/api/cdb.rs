@@ -1,0 +1,167 @@
+//! CDB (TencentDB for MySQL) 2017-03-20: the actions fleetcrypt calls. Field
+//! names follow the API (PascalCase); both directions derive serde so the
+//! emulator answers with exactly the models the client parses.
+
+use serde::{Deserialize, Serialize};
+
+pub const OPEN_DB_INSTANCE_ENCRYPTION: &str = "OpenDBInstanceEncryption";
+pub const DESCRIBE_DB_INSTANCE_INFO: &str = "DescribeDBInstanceInfo";
+pub const DESCRIBE_DB_FEATURES: &str = "DescribeDBFeatures";
+pub const DESCRIBE_DB_INSTANCES: &str = "DescribeDBInstances";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceIdRequest {
+    pub instance_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct OpenDBInstanceEncryptionRequest {
+    pub instance_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_region: Option<String>,
+}
+
+/// `OpenDBInstanceEncryption` answers only a RequestId.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct OpenDBInstanceEncryptionResponse {
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeDBInstanceInfoResponse {
+    pub instance_id: String,
+    #[serde(default)]
+    pub instance_name: Option<String>,
+    /// `"YES"` or `"NO"`.
+    pub encryption: String,
+    #[serde(default)]
+    pub key_id: Option<String>,
+    #[serde(default)]
+    pub key_region: Option<String>,
+    #[serde(default)]
+    pub default_kms_region: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeDBFeaturesResponse {
+    pub is_support_audit: bool,
+    pub audit_need_upgrade: bool,
+    pub is_support_encryption: bool,
+    pub encryption_need_upgrade: bool,
+    pub is_remote_ro: bool,
+    pub master_region: String,
+    pub is_support_update_sub_version: bool,
+    pub current_sub_version: String,
+    pub target_sub_version: String,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// Request tag filter (`Key`/`Value`; the response uses `TagKey`/`TagValue`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagFilter {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeDBInstancesRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_types: Option<Vec<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Vec<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_flag: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<TagFilter>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    pub tag_key: String,
+    pub tag_value: String,
+}
+
+/// The subset of `InstanceInfo` fleetcrypt reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    #[serde(default)]
+    pub instance_name: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub zone: String,
+    /// 0 creating, 1 running, 4 isolating, 5 isolated.
+    #[serde(default)]
+    pub status: i64,
+    /// 0 not initialised, 1 initialised.
+    #[serde(default)]
+    pub init_flag: i64,
+    #[serde(default)]
+    pub task_status: i64,
+    /// 1 master, 2 disaster recovery, 3 read-only.
+    #[serde(default)]
+    pub instance_type: i64,
+    #[serde(default)]
+    pub engine_version: String,
+    #[serde(default)]
+    pub device_type: String,
+    #[serde(default)]
+    pub tag_list: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeDBInstancesResponse {
+    pub total_count: i64,
+    pub items: Vec<InstanceInfo>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_request_omits_empty_key_fields() {
+        let r = OpenDBInstanceEncryptionRequest {
+            instance_id: "cdb-abcd1234".into(),
+            key_id: None,
+            key_region: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"InstanceId":"cdb-abcd1234"}"#
+        );
+    }
+
+    #[test]
+    fn info_response_parses_the_doc_example() {
+        let doc = r#"{"DefaultKmsRegion":"ap-hongkong","Encryption":"NO","InstanceId":"cdb-oaj9cbla","InstanceName":"cdb_name","KeyId":"***-CDB","KeyRegion":"ap-hongkong","RequestId":"x"}"#;
+        let r: DescribeDBInstanceInfoResponse = serde_json::from_str(doc).unwrap();
+        assert_eq!(r.encryption, "NO");
+        assert_eq!(r.key_region.as_deref(), Some("ap-hongkong"));
+    }
+}
