@@ -11,3 +11,5 @@
 //! - [`emulator`]: a local stand-in for the CDB and KMS APIs (wire format,
 //!   signatures, rate limits, latency, faults) with a ground-truth view.
 pub mod api;
+pub mod emulator;
+pub mod window;

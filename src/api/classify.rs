@@ -166,8 +166,7 @@ pub fn hint(code: &str) -> Option<&'static str> {
         Some("the local clock differs from Tencent Cloud's by more than 5 minutes: fix NTP")
     } else if starts(c, "AuthFailure") {
         Some("check the SecretId/SecretKey (and token) and the account's API key status")
-    } else if starts(c, "UnauthorizedOperation") || starts(c, "AuthFailure.UnauthorizedOperation")
-    {
+    } else if starts(c, "UnauthorizedOperation") || starts(c, "AuthFailure.UnauthorizedOperation") {
         Some("the sub-account lacks a CAM permission for this action")
     } else if starts(c, "UnsupportedEncryption") {
         Some("the instance does not support TDE (DescribeDBFeatures.IsSupportEncryption is false)")
@@ -218,7 +217,11 @@ mod tests {
             ("AuthFailure", RunStop, RunStop),
             ("UnauthorizedOperation", InstanceFailed, InstanceFailed),
             ("RequestLimitExceeded", Throttled, Throttled),
-            ("RequestLimitExceeded.UinLimitExceeded", Throttled, Throttled),
+            (
+                "RequestLimitExceeded.UinLimitExceeded",
+                Throttled,
+                Throttled,
+            ),
             (
                 "RequestLimitExceeded.GlobalRegionUinLimitExceeded",
                 Throttled,
@@ -233,14 +236,26 @@ mod tests {
             ("InternalError.JSONError", Ambiguous, Transient),
             ("InternalError.NetworkError", Ambiguous, Transient),
             ("InvalidParameter", InstanceFailed, InstanceFailed),
-            ("InvalidParameter.InstanceNotFound", InstanceFailed, InstanceFailed),
-            ("InvalidParameter.ExceptionParam", InstanceFailed, InstanceFailed),
+            (
+                "InvalidParameter.InstanceNotFound",
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            (
+                "InvalidParameter.ExceptionParam",
+                InstanceFailed,
+                InstanceFailed,
+            ),
             (
                 "InvalidParameter.ControllerNotFoundError",
                 InstanceFailed,
                 InstanceFailed,
             ),
-            ("InvalidParameter.ResourceNotExists", InstanceFailed, InstanceFailed),
+            (
+                "InvalidParameter.ResourceNotExists",
+                InstanceFailed,
+                InstanceFailed,
+            ),
             ("InvalidParameterValue", InstanceFailed, InstanceFailed),
             (
                 "InvalidParameterValue.DataConvertError",
@@ -252,7 +267,11 @@ mod tests {
                 InstanceFailed,
                 InstanceFailed,
             ),
-            ("InvalidParameterValue.InvalidKeyId", InstanceFailed, InstanceFailed),
+            (
+                "InvalidParameterValue.InvalidKeyId",
+                InstanceFailed,
+                InstanceFailed,
+            ),
             ("MissingParameter", InstanceFailed, InstanceFailed),
             ("UnknownParameter", InstanceFailed, InstanceFailed),
             ("InvalidAction", RunStop, RunStop),
@@ -265,11 +284,31 @@ mod tests {
             ("ResponseSizeLimitExceeded", InstanceFailed, InstanceFailed),
             ("ResourceNotFound", InstanceFailed, InstanceFailed),
             ("ResourceUnavailable", InstanceFailed, InstanceFailed),
-            ("ResourceUnavailable.CmkNotFound", InstanceFailed, InstanceFailed),
-            ("ResourceUnavailable.CmkDisabled", InstanceFailed, InstanceFailed),
-            ("ResourceUnavailable.CmkArchived", InstanceFailed, InstanceFailed),
-            ("ResourceUnavailable.KeyPendingDelete", InstanceFailed, InstanceFailed),
-            ("ResourceUnavailable.CmkStateNotSupport", InstanceFailed, InstanceFailed),
+            (
+                "ResourceUnavailable.CmkNotFound",
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            (
+                "ResourceUnavailable.CmkDisabled",
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            (
+                "ResourceUnavailable.CmkArchived",
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            (
+                "ResourceUnavailable.KeyPendingDelete",
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            (
+                "ResourceUnavailable.CmkStateNotSupport",
+                InstanceFailed,
+                InstanceFailed,
+            ),
             ("ResourceInUse", Transient, Transient),
             ("ResourceInsufficient", InstanceFailed, InstanceFailed),
             ("LimitExceeded", InstanceFailed, InstanceFailed),
@@ -302,8 +341,14 @@ mod tests {
 
     #[test]
     fn transport_failures() {
-        assert_eq!(classify(Write, &Failure::NotSent("refused".into())), Transient);
-        assert_eq!(classify(Write, &Failure::NoAnswer("timeout".into())), Ambiguous);
+        assert_eq!(
+            classify(Write, &Failure::NotSent("refused".into())),
+            Transient
+        );
+        assert_eq!(
+            classify(Write, &Failure::NoAnswer("timeout".into())),
+            Ambiguous
+        );
         assert_eq!(
             classify(
                 Write,
@@ -315,7 +360,10 @@ mod tests {
             Ambiguous
         );
         assert_eq!(classify(Write, &Failure::Unreadable("{".into())), Ambiguous);
-        assert_eq!(classify(Read, &Failure::NoAnswer("timeout".into())), Transient);
+        assert_eq!(
+            classify(Read, &Failure::NoAnswer("timeout".into())),
+            Transient
+        );
     }
 
     #[test]
@@ -336,8 +384,12 @@ mod tests {
 
     #[test]
     fn hints() {
-        assert!(hint("InternalError.KmsError").unwrap().contains("MySQL_QCSRole"));
-        assert!(hint("AuthFailure.SignatureExpire").unwrap().contains("clock"));
+        assert!(hint("InternalError.KmsError")
+            .unwrap()
+            .contains("MySQL_QCSRole"));
+        assert!(hint("AuthFailure.SignatureExpire")
+            .unwrap()
+            .contains("clock"));
         assert!(hint("Nope").is_none());
     }
 }

@@ -126,8 +126,15 @@ impl Client {
         params: &Value,
     ) -> Called<Answer<Value>> {
         let body = serde_json::to_vec(params).expect("a JSON value always serialises");
-        self.send(endpoint, service.name(), service.version(), action, region, body)
-            .await
+        self.send(
+            endpoint,
+            service.name(),
+            service.version(),
+            action,
+            region,
+            body,
+        )
+        .await
     }
 
     /// A typed call: serialises `req`, parses the `Response` into `R`.
@@ -150,7 +157,14 @@ impl Client {
             }
         };
         let called = self
-            .send(endpoint, service.name(), service.version(), action, region, body)
+            .send(
+                endpoint,
+                service.name(),
+                service.version(),
+                action,
+                region,
+                body,
+            )
             .await;
         let Called {
             sent_at_ms,
@@ -354,8 +368,8 @@ mod tests {
 
     #[test]
     fn success_and_non_envelopes() {
-        let ok = parse_envelope(200, br#"{"Response":{"Encryption":"YES","RequestId":"r"}}"#)
-            .unwrap();
+        let ok =
+            parse_envelope(200, br#"{"Response":{"Encryption":"YES","RequestId":"r"}}"#).unwrap();
         assert_eq!(ok.request_id.as_deref(), Some("r"));
         assert_eq!(ok.data["Encryption"], "YES");
         assert!(matches!(

@@ -84,7 +84,9 @@ impl EndpointPolicy {
     /// The endpoint for `service` calls about resources in `region`.
     pub fn resolve(&self, service: Service, region: &str) -> Result<Endpoint, EndpointError> {
         let url = match self {
-            EndpointPolicy::Default => format!("https://{}.intl.tencentcloudapi.com/", service.name()),
+            EndpointPolicy::Default => {
+                format!("https://{}.intl.tencentcloudapi.com/", service.name())
+            }
             EndpointPolicy::Regional if region.is_empty() => {
                 format!("https://{}.intl.tencentcloudapi.com/", service.name())
             }
@@ -120,7 +122,10 @@ mod tests {
             .resolve(Service::Cdb, "ap-shanghai")
             .unwrap();
         assert_eq!(e.host, "cdb.ap-shanghai.tencentcloudapi.com");
-        assert_eq!(e.url.as_str(), "https://cdb.ap-shanghai.tencentcloudapi.com/");
+        assert_eq!(
+            e.url.as_str(),
+            "https://cdb.ap-shanghai.tencentcloudapi.com/"
+        );
     }
 
     #[test]
@@ -137,6 +142,8 @@ mod tests {
         let e = Endpoint::parse("https://cdb.example.com:443/").unwrap();
         assert_eq!(e.host, "cdb.example.com");
         assert!(EndpointPolicy::Custom("ftp://x".into()).validate().is_err());
-        assert!(EndpointPolicy::Custom("not a url".into()).validate().is_err());
+        assert!(EndpointPolicy::Custom("not a url".into())
+            .validate()
+            .is_err());
     }
 }

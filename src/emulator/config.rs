@@ -1,0 +1,197 @@
+//! The emulator's knobs: credentials, rate limits, latency, faults, timing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::api::cdb::*;
+use crate::api::kms::DESCRIBE_KEY;
+
+/// A latency range; each answer waits a uniform draw from it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Latency {
+    pub const ZERO: Latency = Latency {
+        min: Duration::ZERO,
+        max: Duration::ZERO,
+    };
+    pub fn between(min: Duration, max: Duration) -> Self {
+        Latency {
+            min,
+            max: max.max(min),
+        }
+    }
+    pub fn scaled(self, f: f64) -> Self {
+        Latency {
+            min: self.min.mul_f64(f),
+            max: self.max.mul_f64(f),
+        }
+    }
+}
+
+/// Probabilities (0..=1) of each fault, drawn once per accepted request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Open answers `InternalError` but the encryption is applied in the background.
+    pub internal_applied: f64,
+    /// Open answers `InternalError` and nothing is applied.
+    pub internal: f64,
+    /// Open answers `InternalError.KmsError`, nothing applied.
+    pub kms_error: f64,
+    /// Open answers HTTP 502 with an HTML page, nothing applied.
+    pub bad_gateway: f64,
+    /// The connection is dropped mid-answer after the encryption was applied.
+    pub reset_applied: f64,
+    /// The connection is dropped mid-answer, nothing applied.
+    pub reset: f64,
+    /// The call hangs past the client's timeout; applied meanwhile.
+    pub hang_applied: f64,
+    /// The call hangs past the client's timeout; nothing applied.
+    pub hang: f64,
+    /// HTTP 200 with a truncated JSON body; applied.
+    pub malformed: f64,
+    /// `DescribeDBInstanceInfo` answers `InternalError`.
+    pub describe_internal: f64,
+}
+
+impl Faults {
+    /// Sets a fault by its command-line name (`internal-applied=0.05`).
+    pub fn set(&mut self, name: &str, p: f64) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(format!("fault probability must be within 0..1, got {p}"));
+        }
+        let slot = match name {
+            "internal-applied" => &mut self.internal_applied,
+            "internal" => &mut self.internal,
+            "kms-error" => &mut self.kms_error,
+            "bad-gateway" | "502" => &mut self.bad_gateway,
+            "reset-applied" => &mut self.reset_applied,
+            "reset" => &mut self.reset,
+            "hang-applied" => &mut self.hang_applied,
+            "hang" => &mut self.hang,
+            "malformed" => &mut self.malformed,
+            "describe-internal" => &mut self.describe_internal,
+            _ => return Err(format!("unknown fault {name:?}; known: internal-applied, internal, kms-error, bad-gateway, reset-applied, reset, hang-applied, hang, malformed, describe-internal")),
+        };
+        *slot = p;
+        Ok(())
+    }
+
+    /// Spreads a total probability evenly over the Open faults, plus the same on Describe.
+    pub fn mixed(total: f64) -> Self {
+        let each = total / 9.0;
+        Faults {
+            internal_applied: each,
+            internal: each,
+            kms_error: each,
+            bad_gateway: each,
+            reset_applied: each,
+            reset: each,
+            hang_applied: each,
+            hang: each,
+            malformed: each,
+            describe_internal: total / 4.0,
+        }
+    }
+
+    pub fn open_total(&self) -> f64 {
+        self.internal_applied
+            + self.internal
+            + self.kms_error
+            + self.bad_gateway
+            + self.reset_applied
+            + self.reset
+            + self.hang_applied
+            + self.hang
+            + self.malformed
+    }
+}
+
+/// Everything that shapes the emulator's behaviour.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Accepted `(SecretId, SecretKey)` pairs.
+    pub credentials: Vec<(String, String)>,
+    /// Requests per sliding second per (action, Host, SecretId); 0 = unlimited.
+    pub rate_limits: HashMap<String, u32>,
+    /// Latency per action; actions not listed answer at once.
+    pub latency: HashMap<String, Latency>,
+    pub faults: Faults,
+    /// Delay between the encryption being applied and `Encryption` reading `YES`.
+    pub propagation: Duration,
+    /// For faults that apply in the background: applied within this long after the answer.
+    pub apply_within: Duration,
+    /// How long a hung call holds the connection before dropping it.
+    pub hang_for: Duration,
+    /// Largest accepted |timestamp - now| (Tencent: 5 minutes).
+    pub max_skew: Duration,
+    pub seed: u64,
+}
+
+/// The documented per-action limits (reference §3.5).
+pub fn documented_rate_limits() -> HashMap<String, u32> {
+    [
+        (OPEN_DB_INSTANCE_ENCRYPTION, 20),
+        (DESCRIBE_DB_INSTANCE_INFO, 20),
+        (DESCRIBE_DB_FEATURES, 20),
+        (DESCRIBE_DB_INSTANCES, 100),
+        (DESCRIBE_KEY, 20),
+    ]
+    .into_iter()
+    .map(|(a, n)| (a.to_string(), n))
+    .collect()
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        let mut latency = HashMap::new();
+        latency.insert(
+            OPEN_DB_INSTANCE_ENCRYPTION.to_string(),
+            Latency::between(Duration::from_millis(500), Duration::from_secs(10)),
+        );
+        for a in [
+            DESCRIBE_DB_INSTANCE_INFO,
+            DESCRIBE_DB_FEATURES,
+            DESCRIBE_DB_INSTANCES,
+            DESCRIBE_KEY,
+        ] {
+            latency.insert(
+                a.to_string(),
+                Latency::between(Duration::from_millis(20), Duration::from_millis(150)),
+            );
+        }
+        EmulatorConfig {
+            credentials: Vec::new(),
+            rate_limits: documented_rate_limits(),
+            latency,
+            faults: Faults::default(),
+            propagation: Duration::ZERO,
+            apply_within: Duration::from_secs(2),
+            hang_for: Duration::from_secs(60),
+            max_skew: Duration::from_secs(300),
+            seed: 42,
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// No latency anywhere: for tests and throughput benchmarks.
+    pub fn instant(mut self) -> Self {
+        self.latency.clear();
+        self
+    }
+
+    /// Multiplies every latency, the background-apply window and the hang time.
+    pub fn time_scaled(mut self, f: f64) -> Self {
+        for l in self.latency.values_mut() {
+            *l = l.scaled(f);
+        }
+        self.apply_within = self.apply_within.mul_f64(f);
+        self.hang_for = self.hang_for.mul_f64(f);
+        self.propagation = self.propagation.mul_f64(f);
+        self
+    }
+}

@@ -1,0 +1,12 @@
+//! A local stand-in for the CDB and KMS APIs (SPEC §5): real wire format,
+//! verified signatures, per-quota rate limits, latency, fault injection, and a
+//! ground-truth view at `GET /__emulator/state`. It reuses `api::sign` to verify
+//! and keeps its own world; the runner never knows it talks to it.
+
+pub mod config;
+pub mod server;
+pub mod world;
+
+pub use config::{EmulatorConfig, Faults, Latency};
+pub use server::Emulator;
+pub use world::{Generate, GroundTruth, Instance, World};

@@ -1,0 +1,330 @@
+//! The emulated cloud: instances, KMS keys, and the ground truth of what was
+//! done to them, which tests compare with the journal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+/// Instance roles as `DescribeDBInstances.InstanceType` numbers them.
+pub const MASTER: i64 = 1;
+pub const DISASTER_RECOVERY: i64 = 2;
+pub const READ_ONLY: i64 = 3;
+
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub zone: String,
+    pub instance_type: i64,
+    pub status: i64,
+    pub init_flag: i64,
+    pub supports_encryption: bool,
+    pub needs_upgrade: bool,
+    pub tags: Vec<(String, String)>,
+    /// Ground truth: encryption applied (irreversible).
+    pub encrypted: bool,
+    /// When `Encryption` starts reading `YES` (propagation delay).
+    pub visible_at: Option<Instant>,
+    pub key_id: Option<String>,
+    pub key_region: Option<String>,
+    /// Open calls that reached the instance (past auth and rate limit).
+    pub open_calls: u32,
+    /// Of those, how many arrived when it was already encrypted.
+    pub open_calls_when_encrypted: u32,
+    /// Open calls that arrived with no `NO` read in between, taken after the
+    /// previous call was fully settled: the re-sends a careful client never makes.
+    pub blind_open_calls: u32,
+    /// Background applications scheduled and not yet done.
+    pub pending_apply: u32,
+    /// Whether the previous Open was still unsettled, or no settled NO was read since.
+    pub no_read_since_last_open: bool,
+}
+
+impl Instance {
+    pub fn new(id: &str, region: &str) -> Self {
+        Instance {
+            id: id.to_string(),
+            name: id.to_string(),
+            region: region.to_string(),
+            zone: format!("{region}-1"),
+            instance_type: MASTER,
+            status: 1,
+            init_flag: 1,
+            supports_encryption: true,
+            needs_upgrade: false,
+            tags: Vec::new(),
+            encrypted: false,
+            visible_at: None,
+            key_id: None,
+            key_region: None,
+            open_calls: 0,
+            open_calls_when_encrypted: 0,
+            blind_open_calls: 0,
+            pending_apply: 0,
+            no_read_since_last_open: true,
+        }
+    }
+
+    pub fn pre_encrypted(mut self) -> Self {
+        self.encrypted = true;
+        self.key_id = Some("KMS-CDB".into());
+        self.key_region = Some(self.region.clone());
+        self
+    }
+
+    pub fn encryption_visible(&self, now: Instant) -> bool {
+        self.encrypted && self.visible_at.is_none_or(|t| now >= t)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub id: String,
+    pub region: String,
+    pub state: String,
+}
+
+/// All instances and keys.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub instances: BTreeMap<String, Instance>,
+    /// Keyed by (region, key id).
+    pub keys: HashMap<(String, String), Key>,
+}
+
+/// Shares for `--generate N`.
+#[derive(Debug, Clone)]
+pub struct Generate {
+    pub count: usize,
+    pub regions: Vec<String>,
+    pub share_encrypted: f64,
+    pub share_unsupported: f64,
+    pub share_needs_upgrade: f64,
+    pub share_custom_key: f64,
+    /// Of the custom keys, the share that are Disabled.
+    pub share_disabled_key: f64,
+    /// Read-only and DR instances beside the masters (for `discover`).
+    pub share_replicas: f64,
+    pub seed: u64,
+}
+
+impl Default for Generate {
+    fn default() -> Self {
+        Generate {
+            count: 100,
+            regions: vec![
+                "ap-guangzhou".into(),
+                "ap-shanghai".into(),
+                "ap-singapore".into(),
+            ],
+            share_encrypted: 0.1,
+            share_unsupported: 0.02,
+            share_needs_upgrade: 0.02,
+            share_custom_key: 0.2,
+            share_disabled_key: 0.1,
+            share_replicas: 0.0,
+            seed: 42,
+        }
+    }
+}
+
+const ID_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+fn random_id(rng: &mut StdRng, prefix: &str) -> String {
+    let mut s = String::from(prefix);
+    for _ in 0..8 {
+        s.push(ID_CHARS[rng.random_range(0..ID_CHARS.len())] as char);
+    }
+    s
+}
+
+/// A deterministic UUID-shaped key id.
+pub fn random_key_id(rng: &mut StdRng) -> String {
+    let hex: String = (0..32)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap())
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+impl World {
+    pub fn add_instance(&mut self, inst: Instance) {
+        self.instances.insert(inst.id.clone(), inst);
+    }
+
+    pub fn add_key(&mut self, id: &str, region: &str, state: &str) {
+        self.keys.insert(
+            (region.to_string(), id.to_string()),
+            Key {
+                id: id.to_string(),
+                region: region.to_string(),
+                state: state.to_string(),
+            },
+        );
+    }
+
+    /// A random fleet with the given shares; the same seed gives the same world.
+    pub fn generate(g: &Generate) -> World {
+        let mut rng = StdRng::seed_from_u64(g.seed);
+        let mut world = World::default();
+        let regions = if g.regions.is_empty() {
+            vec!["ap-guangzhou".to_string()]
+        } else {
+            g.regions.clone()
+        };
+        // One custom key per region, and a disabled one.
+        let mut enabled_keys = HashMap::new();
+        let mut disabled_keys = HashMap::new();
+        for r in &regions {
+            let k = random_key_id(&mut rng);
+            world.add_key(&k, r, "Enabled");
+            enabled_keys.insert(r.clone(), k);
+            let d = random_key_id(&mut rng);
+            world.add_key(&d, r, "Disabled");
+            disabled_keys.insert(r.clone(), d);
+        }
+        let mut made = 0;
+        while made < g.count {
+            let id = random_id(&mut rng, "cdb-");
+            if world.instances.contains_key(&id) {
+                continue;
+            }
+            let region = regions[made % regions.len()].clone();
+            let mut inst = Instance::new(&id, &region);
+            inst.name = format!("fleet-{made:05}");
+            inst.tags = vec![
+                (
+                    "env".into(),
+                    if made % 3 == 0 { "staging" } else { "prod" }.into(),
+                ),
+                ("team".into(), format!("team-{}", made % 7)),
+            ];
+            if rng.random_bool(g.share_encrypted.clamp(0.0, 1.0)) {
+                inst = inst.pre_encrypted();
+            } else if rng.random_bool(g.share_unsupported.clamp(0.0, 1.0)) {
+                inst.supports_encryption = false;
+            } else if rng.random_bool(g.share_needs_upgrade.clamp(0.0, 1.0)) {
+                inst.needs_upgrade = true;
+            }
+            world.add_instance(inst);
+            made += 1;
+            if rng.random_bool(g.share_replicas.clamp(0.0, 1.0)) {
+                let ro_id = random_id(&mut rng, "cdbro-");
+                let mut ro = Instance::new(&ro_id, &region);
+                ro.instance_type = READ_ONLY;
+                world.add_instance(ro);
+            }
+        }
+        let _ = (&enabled_keys, &disabled_keys);
+        world
+    }
+
+    /// The custom keys `generate` made: (region, enabled key, disabled key).
+    pub fn keys_by_region(&self) -> Vec<(String, String, String)> {
+        let mut regions: Vec<String> = self.keys.keys().map(|(r, _)| r.clone()).collect();
+        regions.sort();
+        regions.dedup();
+        regions
+            .into_iter()
+            .filter_map(|r| {
+                let find = |state: &str| {
+                    let mut ks: Vec<&Key> = self
+                        .keys
+                        .values()
+                        .filter(|k| k.region == r && k.state == state)
+                        .collect();
+                    ks.sort_by(|a, b| a.id.cmp(&b.id));
+                    ks.first().map(|k| k.id.clone())
+                };
+                Some((r.clone(), find("Enabled")?, find("Disabled")?))
+            })
+            .collect()
+    }
+}
+
+/// Per-instance ground truth, as served at `/__emulator/state`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InstanceTruth {
+    pub region: String,
+    pub instance_type: i64,
+    pub encrypted: bool,
+    pub key_id: Option<String>,
+    pub key_region: Option<String>,
+    pub open_calls: u32,
+    pub open_calls_when_encrypted: u32,
+    pub blind_open_calls: u32,
+}
+
+/// Per-action counters.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ActionTruth {
+    /// Requests past authentication (accepted + throttled).
+    pub seen: u64,
+    pub accepted: u64,
+    pub throttled: u64,
+    /// Largest number of requests seen in any sliding 1-second window, for one
+    /// (Host, SecretId) quota (the unit the limit applies to).
+    pub max_in_1s_window: usize,
+}
+
+/// Everything the emulator knows happened.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroundTruth {
+    pub instances: BTreeMap<String, InstanceTruth>,
+    pub actions: BTreeMap<String, ActionTruth>,
+    pub requests_total: u64,
+    pub signature_failures: u64,
+    pub auth_failures: u64,
+}
+
+impl GroundTruth {
+    pub fn action(&self, name: &str) -> ActionTruth {
+        self.actions.get(name).cloned().unwrap_or_default()
+    }
+    pub fn total_open_calls(&self) -> u64 {
+        self.instances.values().map(|i| i.open_calls as u64).sum()
+    }
+    pub fn total_blind_open_calls(&self) -> u64 {
+        self.instances
+            .values()
+            .map(|i| i.blind_open_calls as u64)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_respects_shares() {
+        let g = Generate {
+            count: 1000,
+            share_encrypted: 0.3,
+            ..Generate::default()
+        };
+        let a = World::generate(&g);
+        let b = World::generate(&g);
+        assert_eq!(a.instances.len(), 1000);
+        let ids_a: Vec<_> = a.instances.keys().collect();
+        let ids_b: Vec<_> = b.instances.keys().collect();
+        assert_eq!(ids_a, ids_b);
+        let enc = a.instances.values().filter(|i| i.encrypted).count();
+        assert!((200..400).contains(&enc), "{enc}");
+        assert_eq!(a.keys_by_region().len(), 3);
+        assert!(a
+            .instances
+            .keys()
+            .all(|id| id.len() == 12 && id.starts_with("cdb-")));
+    }
+}

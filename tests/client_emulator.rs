@@ -1,0 +1,277 @@
+//! The real client against the in-process emulator on 127.0.0.1:0.
+
+use std::time::Duration;
+
+use fleetcrypt::api::cdb::*;
+use fleetcrypt::api::{Client, ClientOptions, Credentials, Endpoint, Failure, Service};
+use fleetcrypt::emulator::{Emulator, EmulatorConfig, Instance, World};
+use serde_json::json;
+
+const ID: &str = "AKIDtest0123456789";
+const KEY: &str = "emulator-secret-key";
+
+async fn start(config: EmulatorConfig) -> Emulator {
+    let mut world = World::default();
+    world.add_instance(Instance::new("cdb-abcd1234", "ap-guangzhou"));
+    world.add_instance(Instance::new("cdb-enc00001", "ap-guangzhou").pre_encrypted());
+    let config = EmulatorConfig {
+        credentials: vec![(ID.into(), KEY.into())],
+        ..config
+    };
+    Emulator::start(config, world, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+fn client(key: &str) -> Client {
+    Client::new(Credentials::new(ID, key), &ClientOptions::default()).unwrap()
+}
+
+#[tokio::test]
+async fn describe_open_describe() {
+    let emu = start(EmulatorConfig::default().instant()).await;
+    let ep = Endpoint::parse(&emu.url()).unwrap();
+    let c = client(KEY);
+    let req = InstanceIdRequest {
+        instance_id: "cdb-abcd1234".into(),
+    };
+    let r = c
+        .call::<_, DescribeDBInstanceInfoResponse>(
+            &ep,
+            Service::Cdb,
+            DESCRIBE_DB_INSTANCE_INFO,
+            Some("ap-guangzhou"),
+            &req,
+        )
+        .await;
+    assert_eq!(r.result.unwrap().data.encryption, "NO");
+    let open = OpenDBInstanceEncryptionRequest {
+        instance_id: "cdb-abcd1234".into(),
+        key_id: None,
+        key_region: None,
+    };
+    let r = c
+        .call::<_, OpenDBInstanceEncryptionResponse>(
+            &ep,
+            Service::Cdb,
+            OPEN_DB_INSTANCE_ENCRYPTION,
+            Some("ap-guangzhou"),
+            &open,
+        )
+        .await;
+    assert!(r.result.unwrap().request_id.is_some());
+    let r = c
+        .call::<_, DescribeDBInstanceInfoResponse>(
+            &ep,
+            Service::Cdb,
+            DESCRIBE_DB_INSTANCE_INFO,
+            Some("ap-guangzhou"),
+            &req,
+        )
+        .await;
+    assert_eq!(r.result.unwrap().data.encryption, "YES");
+    // A second Open on an encrypted instance is refused, and the emulator counts it.
+    let r = c
+        .call::<_, OpenDBInstanceEncryptionResponse>(
+            &ep,
+            Service::Cdb,
+            OPEN_DB_INSTANCE_ENCRYPTION,
+            Some("ap-guangzhou"),
+            &open,
+        )
+        .await;
+    match r.result {
+        Err(Failure::Api { code, .. }) => assert_eq!(code, "OperationDenied"),
+        other => panic!("{other:?}"),
+    }
+    let truth = emu.ground_truth();
+    let inst = &truth.instances["cdb-abcd1234"];
+    assert!(inst.encrypted);
+    assert_eq!(inst.open_calls, 2);
+    assert_eq!(inst.open_calls_when_encrypted, 1);
+    assert_eq!(truth.signature_failures, 0);
+}
+
+#[tokio::test]
+async fn wrong_key_and_region_are_rejected() {
+    let emu = start(EmulatorConfig::default().instant()).await;
+    let ep = Endpoint::parse(&emu.url()).unwrap();
+    let r = client("wrong")
+        .call_raw(
+            &ep,
+            Service::Cdb,
+            DESCRIBE_DB_INSTANCE_INFO,
+            Some("ap-guangzhou"),
+            &json!({"InstanceId": "cdb-abcd1234"}),
+        )
+        .await;
+    match r.result {
+        Err(Failure::Api { code, .. }) => assert_eq!(code, "AuthFailure.SignatureFailure"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(emu.ground_truth().signature_failures, 1);
+    let r = client(KEY)
+        .call_raw(
+            &ep,
+            Service::Cdb,
+            DESCRIBE_DB_INSTANCE_INFO,
+            Some("ap-shanghai"),
+            &json!({"InstanceId": "cdb-abcd1234"}),
+        )
+        .await;
+    match r.result {
+        Err(Failure::Api { code, .. }) => assert_eq!(code, "InvalidParameter.InstanceNotFound"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn burst_is_limited_per_sliding_second() {
+    let emu = start(EmulatorConfig::default().instant()).await;
+    let ep = Endpoint::parse(&emu.url()).unwrap();
+    let c = client(KEY);
+    let mut tasks = Vec::new();
+    for _ in 0..60 {
+        let (c, ep) = (c.clone(), ep.clone());
+        tasks.push(tokio::spawn(async move {
+            c.call_raw(
+                &ep,
+                Service::Cdb,
+                DESCRIBE_DB_INSTANCE_INFO,
+                Some("ap-guangzhou"),
+                &json!({"InstanceId": "cdb-abcd1234"}),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    let mut throttled = 0;
+    for t in tasks {
+        match t.await.unwrap().result {
+            Ok(_) => ok += 1,
+            Err(Failure::Api { code, .. }) if code == "RequestLimitExceeded" => throttled += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(ok, 20, "exactly the limit is accepted in one burst");
+    assert_eq!(throttled, 40);
+    let a = emu.ground_truth().action(DESCRIBE_DB_INSTANCE_INFO);
+    assert_eq!(a.accepted, 20);
+    assert_eq!(a.max_in_1s_window, 60);
+}
+
+#[tokio::test]
+async fn faults_are_classified_by_the_client() {
+    use fleetcrypt::emulator::Faults;
+    for (fault, check) in [
+        ("bad-gateway", "bad"),
+        ("reset-applied", "noanswer"),
+        ("malformed", "unreadable"),
+        ("hang", "noanswer"),
+    ] {
+        let mut faults = Faults::default();
+        faults.set(fault, 1.0).unwrap();
+        let mut config = EmulatorConfig::default().instant();
+        config.faults = faults;
+        config.hang_for = Duration::from_secs(5);
+        let emu = start(config).await;
+        let ep = Endpoint::parse(&emu.url()).unwrap();
+        let c = Client::new(
+            Credentials::new(ID, KEY),
+            &ClientOptions {
+                timeout: Duration::from_millis(500),
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap();
+        let r = c
+            .call_raw(
+                &ep,
+                Service::Cdb,
+                OPEN_DB_INSTANCE_ENCRYPTION,
+                Some("ap-guangzhou"),
+                &json!({"InstanceId": "cdb-abcd1234"}),
+            )
+            .await;
+        let ok = match (&r.result, check) {
+            (Err(Failure::BadStatus { status: 502, .. }), "bad") => true,
+            (Err(Failure::NoAnswer(_)), "noanswer") => true,
+            (Err(Failure::Unreadable(_)), "unreadable") => true,
+            _ => false,
+        };
+        assert!(ok, "{fault}: {:?}", r.result);
+    }
+}
+
+#[tokio::test]
+async fn connect_refused_is_never_sent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let ep = Endpoint::parse(&format!("http://{addr}")).unwrap();
+    let r = client(KEY)
+        .call_raw(
+            &ep,
+            Service::Cdb,
+            DESCRIBE_DB_INSTANCE_INFO,
+            None,
+            &json!({}),
+        )
+        .await;
+    assert!(
+        matches!(r.result, Err(Failure::NotSent(_))),
+        "{:?}",
+        r.result
+    );
+}
+
+/// Error envelopes are read under any status and any content type.
+#[tokio::test]
+async fn envelopes_under_odd_statuses_and_content_types() {
+    use axum::http::{header, StatusCode};
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/",
+        post(|headers: axum::http::HeaderMap| async move {
+            let status: u16 = headers
+                .get("x-tc-action")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|a| a.strip_prefix("Status"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(200);
+            (
+                StatusCode::from_u16(status).unwrap(),
+                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                r#"{"Response":{"Error":{"Code":"InternalError.KmsError","Message":"kms"},"RequestId":"rid-9"}}"#,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let ep = Endpoint::parse(&format!("http://{addr}")).unwrap();
+    for status in [200, 400, 429, 500, 503] {
+        let r = client(KEY)
+            .call_raw(
+                &ep,
+                Service::Cdb,
+                &format!("Status{status}"),
+                None,
+                &json!({}),
+            )
+            .await;
+        match r.result {
+            Err(Failure::Api {
+                code,
+                request_id,
+                http_status,
+                ..
+            }) => {
+                assert_eq!(code, "InternalError.KmsError");
+                assert_eq!(request_id.as_deref(), Some("rid-9"));
+                assert_eq!(http_status, status);
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+}
