@@ -12,4 +12,5 @@
 //!   signatures, rate limits, latency, faults) with a ground-truth view.
 pub mod api;
 pub mod emulator;
+pub mod input;
 pub mod window;

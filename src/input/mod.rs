@@ -1,0 +1,585 @@
+//! Input files (SPEC §4): a CSV with a header row, or a plain instance list.
+//! Every problem is collected and reported at once with `file:line`, and a file
+//! with any problem yields no instances at all, so nothing is ever sent for
+//! half a file. Rows are read as a stream; duplicates are found by sorting
+//! indices, so a large file is held in memory once.
+
+mod regions;
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+
+pub use regions::{is_known_region, KNOWN_REGIONS};
+
+/// One instance to encrypt, as the input asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSpec {
+    pub id: String,
+    pub region: String,
+    pub key_id: Option<String>,
+    pub key_region: Option<String>,
+    /// Extra CSV columns, in file order.
+    pub labels: Vec<(String, String)>,
+    /// 1-based line in the input file.
+    pub line: u64,
+}
+
+impl InstanceSpec {
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Values for rows that leave a column empty (`--region`, `--key-id`, `--key-region`).
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    pub region: Option<String>,
+    pub key_id: Option<String>,
+    pub key_region: Option<String>,
+}
+
+/// One problem in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: u64,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// All the problems of a file; a file with any problem is rejected whole.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct InputError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{n} problem{} in the input; nothing was sent:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i == 50 {
+                writeln!(f, "  … and {} more", n - 50)?;
+                break;
+            }
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads `path` (`-` for standard input).
+pub fn load(path: &str, defaults: &Defaults) -> Result<Vec<InstanceSpec>, InputError> {
+    if path == "-" {
+        return parse("<stdin>", std::io::stdin().lock(), defaults);
+    }
+    match std::fs::File::open(path) {
+        Ok(f) => parse(path, f, defaults),
+        Err(e) => Err(InputError {
+            problems: vec![Problem {
+                file: path.to_string(),
+                line: 0,
+                message: format!("cannot open: {e}"),
+            }],
+        }),
+    }
+}
+
+/// Parses one input stream named `name` in messages.
+pub fn parse(
+    name: &str,
+    reader: impl Read,
+    defaults: &Defaults,
+) -> Result<Vec<InstanceSpec>, InputError> {
+    // The csv crate counts CRLF lines one short; reading LF only keeps file:line exact.
+    let mut reader = BufReader::with_capacity(1 << 16, StripCr::new(reader));
+    let mut c = Collector {
+        file: name.to_string(),
+        problems: Vec::new(),
+        specs: Vec::new(),
+        defaults,
+    };
+    match sniff_csv(&mut reader) {
+        Ok(true) => c.read_csv(reader),
+        Ok(false) => c.read_list(reader),
+        Err(e) => c.problem(0, format!("cannot read: {e}")),
+    }
+    c.finish()
+}
+
+/// Streams bytes with every `\r` that precedes a `\n` removed.
+struct StripCr<R> {
+    inner: R,
+    raw: Box<[u8]>,
+    ready: Vec<u8>,
+    pos: usize,
+    pending_cr: bool,
+}
+
+impl<R: Read> StripCr<R> {
+    fn new(inner: R) -> Self {
+        StripCr {
+            inner,
+            raw: vec![0; 1 << 16].into_boxed_slice(),
+            ready: Vec::with_capacity(1 << 16),
+            pos: 0,
+            pending_cr: false,
+        }
+    }
+}
+
+impl<R: Read> Read for StripCr<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.ready.len() {
+            self.ready.clear();
+            self.pos = 0;
+            let n = self.inner.read(&mut self.raw)?;
+            if n == 0 {
+                if !self.pending_cr {
+                    return Ok(0);
+                }
+                self.pending_cr = false;
+                self.ready.push(b'\r');
+                break;
+            }
+            for &b in &self.raw[..n] {
+                if self.pending_cr {
+                    self.pending_cr = false;
+                    if b != b'\n' {
+                        self.ready.push(b'\r');
+                    }
+                }
+                if b == b'\r' {
+                    self.pending_cr = true;
+                } else {
+                    self.ready.push(b);
+                }
+            }
+        }
+        let k = out.len().min(self.ready.len() - self.pos);
+        out[..k].copy_from_slice(&self.ready[self.pos..self.pos + k]);
+        self.pos += k;
+        Ok(k)
+    }
+}
+
+/// A file is CSV when its first meaningful line names the `InstanceId` column.
+fn sniff_csv(reader: &mut BufReader<impl Read>) -> std::io::Result<bool> {
+    let buf = reader.fill_buf()?;
+    let text = String::from_utf8_lossy(buf);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        return Ok(line.split(',').any(|f| {
+            f.trim()
+                .trim_matches('"')
+                .eq_ignore_ascii_case("instanceid")
+        }));
+    }
+    Ok(false)
+}
+
+struct Collector<'a> {
+    file: String,
+    problems: Vec<Problem>,
+    specs: Vec<InstanceSpec>,
+    defaults: &'a Defaults,
+}
+
+fn valid_id(id: &str) -> bool {
+    id.len() == 12
+        && id.starts_with("cdb-")
+        && id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+impl Collector<'_> {
+    fn problem(&mut self, line: u64, message: String) {
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line,
+            message,
+        });
+    }
+
+    /// Validates one row (defaults applied) and keeps it when it is good.
+    fn row(
+        &mut self,
+        line: u64,
+        id: &str,
+        region: &str,
+        key_id: &str,
+        key_region: &str,
+        labels: Vec<(String, String)>,
+    ) {
+        let id = id.trim();
+        let mut ok = true;
+        if id.is_empty() {
+            self.problem(line, "InstanceId is empty".into());
+            return;
+        }
+        if !valid_id(id) {
+            let why = if id.starts_with("cdbro-") || id.starts_with("cdbrg-") {
+                "is a read-only instance; encryption is enabled on its master (cdb-…)"
+            } else {
+                "is not a TencentDB for MySQL instance id (expected cdb- and 8 lower-case letters or digits)"
+            };
+            self.problem(line, format!("InstanceId {id:?} {why}"));
+            ok = false;
+        }
+        let pick = |v: &str, d: &Option<String>| {
+            let v = v.trim();
+            if v.is_empty() {
+                d.clone()
+            } else {
+                Some(v.to_string())
+            }
+        };
+        let region = pick(region, &self.defaults.region);
+        let key_id = pick(key_id, &self.defaults.key_id);
+        let key_region = pick(key_region, &self.defaults.key_region);
+        match &region {
+            None => {
+                self.problem(
+                    line,
+                    format!(
+                        "{id}: no region (give a Region column, --region, or TENCENTCLOUD_REGION)"
+                    ),
+                );
+                ok = false;
+            }
+            Some(r) if !is_known_region(r) => {
+                self.problem(line, format!("{id}: unknown region {r:?}"));
+                ok = false;
+            }
+            _ => {}
+        }
+        match (&key_id, &key_region) {
+            (Some(k), None) => {
+                self.problem(
+                    line,
+                    format!("{id}: KeyId {k} is given without a KeyRegion"),
+                );
+                ok = false;
+            }
+            (None, Some(_)) => {
+                self.problem(line, format!("{id}: KeyRegion is given without a KeyId"));
+                ok = false;
+            }
+            (Some(k), Some(kr)) => {
+                if k.chars().any(char::is_whitespace) || k.len() > 128 {
+                    self.problem(line, format!("{id}: KeyId {k:?} is not a key id"));
+                    ok = false;
+                }
+                if !is_known_region(kr) {
+                    self.problem(line, format!("{id}: unknown KeyRegion {kr:?}"));
+                    ok = false;
+                }
+            }
+            (None, None) => {}
+        }
+        if ok {
+            self.specs.push(InstanceSpec {
+                id: id.to_string(),
+                region: region.unwrap_or_default(),
+                key_id,
+                key_region,
+                labels,
+                line,
+            });
+        }
+    }
+
+    fn read_csv(&mut self, reader: impl Read) {
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(reader);
+        let headers = match rdr.headers() {
+            Ok(h) => h.clone(),
+            Err(e) => {
+                self.problem(1, format!("cannot read the header row: {e}"));
+                return;
+            }
+        };
+        let find = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
+        };
+        let Some(id_col) = find("instanceid") else {
+            self.problem(1, "the header row has no InstanceId column".into());
+            return;
+        };
+        let (region_col, key_col, key_region_col) =
+            (find("region"), find("keyid"), find("keyregion"));
+        let known = [Some(id_col), region_col, key_col, key_region_col];
+        let label_cols: Vec<(usize, String)> = headers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !known.contains(&Some(*i)))
+            .map(|(i, h)| (i, h.to_string()))
+            .collect();
+        let mut record = csv::StringRecord::new();
+        loop {
+            match rdr.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {
+                    let line = record.position().map(|p| p.line()).unwrap_or(0);
+                    if record.iter().all(str::is_empty) {
+                        continue;
+                    }
+                    if record.len() != headers.len() {
+                        self.problem(
+                            line,
+                            format!(
+                                "expected {} fields as in the header, found {}",
+                                headers.len(),
+                                record.len()
+                            ),
+                        );
+                        continue;
+                    }
+                    let get = |c: Option<usize>| c.and_then(|i| record.get(i)).unwrap_or("");
+                    let labels = label_cols
+                        .iter()
+                        .map(|(i, h)| (h.clone(), record.get(*i).unwrap_or("").to_string()))
+                        .collect();
+                    let (id, region, key, key_region) = (
+                        get(Some(id_col)).to_string(),
+                        get(region_col).to_string(),
+                        get(key_col).to_string(),
+                        get(key_region_col).to_string(),
+                    );
+                    self.row(line, &id, &region, &key, &key_region, labels);
+                }
+                Err(e) => {
+                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    self.problem(line, format!("unreadable CSV: {e}"));
+                    if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_list(&mut self, reader: BufReader<impl Read>) {
+        for (i, line) in reader.lines().enumerate() {
+            let n = i as u64 + 1;
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    self.problem(n, format!("unreadable line: {e}"));
+                    break;
+                }
+            };
+            let line = if n == 1 {
+                line.trim_start_matches('\u{feff}').to_string()
+            } else {
+                line
+            };
+            let text = line.split('#').next().unwrap_or("").trim();
+            if text.is_empty() {
+                continue;
+            }
+            let mut words = text.split_whitespace();
+            let id = words.next().unwrap_or("");
+            let region = words.next().unwrap_or("");
+            if let Some(extra) = words.next() {
+                self.problem(n, format!("unexpected {extra:?} after the id and region"));
+                continue;
+            }
+            self.row(n, id, region, "", "", Vec::new());
+        }
+    }
+
+    fn finish(mut self) -> Result<Vec<InstanceSpec>, InputError> {
+        // Duplicates: sort indices by id, compare neighbours; the later line is the one reported.
+        let mut order: Vec<usize> = (0..self.specs.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.specs[a]
+                .id
+                .cmp(&self.specs[b].id)
+                .then(self.specs[a].line.cmp(&self.specs[b].line))
+        });
+        let mut drop = vec![false; self.specs.len()];
+        let mut dup_problems = Vec::new();
+        for w in order.windows(2) {
+            let (a, b) = (&self.specs[w[0]], &self.specs[w[1]]);
+            if a.id != b.id {
+                continue;
+            }
+            if a.region == b.region && a.key_id == b.key_id && a.key_region == b.key_region {
+                drop[w[1]] = true; // exact duplicate: merged
+            } else {
+                dup_problems.push((b.line, format!("duplicate InstanceId {} conflicts with line {} (different Region, KeyId or KeyRegion)", b.id, a.line)));
+            }
+        }
+        for (line, msg) in dup_problems {
+            self.problem(line, msg);
+        }
+        if self.problems.is_empty() && self.specs.is_empty() {
+            self.problem(1, "no instances in the input".into());
+        }
+        if !self.problems.is_empty() {
+            self.problems.sort_by_key(|p| p.line);
+            return Err(InputError {
+                problems: self.problems,
+            });
+        }
+        let mut i = 0;
+        self.specs.retain(|_| {
+            i += 1;
+            !drop[i - 1]
+        });
+        Ok(self.specs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Vec<InstanceSpec>, InputError> {
+        parse("fleet.csv", s.as_bytes(), &Defaults::default())
+    }
+
+    #[test]
+    fn csv_with_bom_crlf_any_case_and_labels() {
+        let s = "\u{feff}Team,instanceid,REGION,KeyId,keyregion\r\nblue,cdb-abcd1234,ap-guangzhou,,\r\nred,cdb-efgh5678,ap-shanghai,23e80852-1e38-11e9-b129-5cb9019b4b01,ap-shanghai\r\n";
+        let v = parse_str(s).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].id, "cdb-abcd1234");
+        assert_eq!(v[0].region, "ap-guangzhou");
+        assert_eq!(v[0].key_id, None);
+        assert_eq!(v[0].labels, vec![("Team".to_string(), "blue".to_string())]);
+        assert_eq!((v[0].line, v[1].line), (2, 3), "{v:?}");
+        assert_eq!(v[1].key_region.as_deref(), Some("ap-shanghai"));
+        assert_eq!(v[1].line, 3);
+    }
+
+    #[test]
+    fn list_with_comments_and_regions() {
+        let s = "# fleet\n\ncdb-abcd1234 ap-guangzhou\n  cdb-efgh5678   ap-tokyo # tokyo one\n";
+        let v = parse("list.txt", s.as_bytes(), &Defaults::default()).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].region, "ap-tokyo");
+        assert_eq!(v[1].line, 4);
+    }
+
+    #[test]
+    fn defaults_fill_empty_cells() {
+        let d = Defaults {
+            region: Some("ap-beijing".into()),
+            key_id: None,
+            key_region: None,
+        };
+        let v = parse("l", "cdb-abcd1234\n".as_bytes(), &d).unwrap();
+        assert_eq!(v[0].region, "ap-beijing");
+    }
+
+    #[test]
+    fn all_problems_at_once_with_lines() {
+        let s = "InstanceId,Region,KeyId,KeyRegion\n\
+                 cdb-ABCD1234,ap-guangzhou,,\n\
+                 cdb-abcd1234,ap-nowhere,,\n\
+                 cdb-efgh5678,ap-guangzhou,key-1,\n\
+                 cdb-ijkl9012,ap-guangzhou,,\n\
+                 cdb-ijkl9012,ap-shanghai,,\n\
+                 cdbro-mnop3456,ap-guangzhou,,\n\
+                 cdb-qrst7890,ap-guangzhou\n";
+        let err = parse_str(s).unwrap_err();
+        let text = err.to_string();
+        let lines: Vec<u64> = err.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![2, 3, 4, 6, 7, 8], "{text}");
+        assert!(
+            text.contains("fleet.csv:2: InstanceId \"cdb-ABCD1234\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("fleet.csv:3: cdb-abcd1234: unknown region \"ap-nowhere\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("fleet.csv:4: cdb-efgh5678: KeyId key-1 is given without a KeyRegion"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fleet.csv:6: duplicate InstanceId cdb-ijkl9012 conflicts with line 5"),
+            "{text}"
+        );
+        assert!(text.contains("read-only"), "{text}");
+        assert!(text.contains("fleet.csv:8: expected 4 fields"), "{text}");
+        assert!(text.contains("nothing was sent"), "{text}");
+    }
+
+    #[test]
+    fn exact_duplicates_are_merged() {
+        let s = "InstanceId,Region\ncdb-abcd1234,ap-guangzhou\ncdb-abcd1234,ap-guangzhou\n";
+        let v = parse_str(s).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].line, 2);
+    }
+
+    #[test]
+    fn empty_inputs_are_errors() {
+        assert!(parse_str("").is_err());
+        assert!(parse_str("InstanceId,Region\n").is_err());
+        assert!(parse_str("# only a comment\n").is_err());
+        let e = parse_str("Region,Name\nap-guangzhou,x\n");
+        // No InstanceId column: read as a list, whose first word is not an id.
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn missing_region_is_reported() {
+        let err = parse_str("InstanceId\ncdb-abcd1234\n").unwrap_err();
+        assert!(err.to_string().contains("no region"), "{err}");
+    }
+
+    #[test]
+    fn strip_cr_across_chunk_boundaries() {
+        struct OneByte<'a>(&'a [u8]);
+        impl Read for OneByte<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() || out.is_empty() {
+                    return Ok(0);
+                }
+                out[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let mut s = String::new();
+        StripCr::new(OneByte(b"a\r\nb\rc\r"))
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "a\nb\rc\r");
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes arrive, parsing never panics, and good rows keep their line numbers.
+        #[test]
+        fn parse_never_panics(s in ".{0,400}") {
+            let _ = parse_str(&s);
+            let _ = parse("l", s.as_bytes(), &Defaults::default());
+        }
+    }
+}
