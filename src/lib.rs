@@ -13,4 +13,5 @@
 pub mod api;
 pub mod emulator;
 pub mod input;
+pub mod journal;
 pub mod window;

@@ -1,0 +1,166 @@
+//! Opening the journal: file mode, pragmas, and migrations from `migrations/`
+//! applied in order and tracked in `PRAGMA user_version`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::JournalError;
+
+/// `migrations/NNNN_*.sql`, in order; index + 1 is the schema version it leads to.
+pub const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+
+/// Creates the file with mode 0600 before SQLite sees it; SQLite gives its
+/// `-wal` and `-shm` files the database file's mode.
+fn create_private(path: &Path) -> Result<(), JournalError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(|_| ())
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(JournalError::Open {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        })
+}
+
+/// Opens (creating if needed) the journal for writing and brings its schema up to date.
+pub fn open_writer(path: &Path) -> Result<Connection, JournalError> {
+    create_private(path)?;
+    let conn = Connection::open(path).map_err(|e| JournalError::Open {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a committed write-ahead record survives a power cut, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens an existing journal read-only (status and reports beside a live run).
+pub fn open_reader(path: &Path) -> Result<Connection, JournalError> {
+    if !path.exists() {
+        return Err(JournalError::Open {
+            path: path.display().to_string(),
+            reason: "no such journal (run `fleetcrypt run` first, or pass --journal)".into(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| JournalError::Open {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version as usize != MIGRATIONS.len() {
+        return Err(JournalError::Open {
+            path: path.display().to_string(),
+            reason: format!(
+                "schema version {version}, this fleetcrypt reads {}",
+                MIGRATIONS.len()
+            ),
+        });
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), JournalError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(JournalError::Open {
+            path: conn.path().unwrap_or("").to_string(),
+            reason: format!(
+                "the journal's schema version {version} is newer than this fleetcrypt ({})",
+                MIGRATIONS.len()
+            ),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn pragmas_read_back_and_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let conn = open_writer(&path).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "FULL");
+        let fk: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        for f in ["j.db", "j.db-wal", "j.db-shm"] {
+            let m = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(m & 0o777, 0o600, "{f}");
+        }
+        drop(conn);
+        // Re-opening applies nothing twice.
+        let conn = open_writer(&path).unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        assert!(open_reader(&path).is_ok());
+    }
+
+    #[test]
+    fn events_are_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("j.db")).unwrap();
+        conn.execute(
+            "INSERT INTO events (at_ms, kind, prev_hash, hash) VALUES (1, 'x', '', '')",
+            [],
+        )
+        .unwrap();
+        assert!(conn.execute("UPDATE events SET kind = 'y'", []).is_err());
+        assert!(conn.execute("DELETE FROM events", []).is_err());
+    }
+}

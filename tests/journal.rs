@@ -1,0 +1,237 @@
+//! The journal through its public handle: write-ahead guard, transitions,
+//! the hash chain against edits, deletions and reordering, and the lock.
+
+use fleetcrypt::input::InstanceSpec;
+use fleetcrypt::journal::{
+    chain, read, schema, CallRecord, ChainReport, Change, Disposition, Fact, Journal, JournalError,
+    JournalLock, State,
+};
+
+fn spec(id: &str) -> InstanceSpec {
+    InstanceSpec {
+        id: id.into(),
+        region: "ap-guangzhou".into(),
+        key_id: None,
+        key_region: None,
+        labels: vec![("team".into(), "=cmd()".into())],
+        line: 2,
+    }
+}
+
+fn change(id: &str, fact: Fact, sent_at_ms: i64) -> Change {
+    Change {
+        instance_id: id.into(),
+        fact,
+        run_id: None,
+        call: Some(CallRecord {
+            action: "DescribeDBInstanceInfo".into(),
+            endpoint: "e".into(),
+            sent_at_ms,
+            latency_ms: 3,
+            request_id: Some("rid".into()),
+            error_code: None,
+            error_message: None,
+        }),
+        at_ms: sent_at_ms,
+    }
+}
+
+fn written() -> Fact {
+    Fact::AttemptWritten {
+        request: "{}".into(),
+    }
+}
+
+#[tokio::test]
+async fn write_ahead_needs_a_settled_no() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    let s = j.import(vec![spec("cdb-aaaa0001")]).await.unwrap();
+    assert_eq!(s.added, 1);
+    // No read yet: no attempt may be journaled.
+    let e = j
+        .apply(change("cdb-aaaa0001", written(), 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JournalError::NotCleared { .. }), "{e}");
+    j.apply(change(
+        "cdb-aaaa0001",
+        Fact::EncryptionRead { encrypted: false },
+        10,
+    ))
+    .await
+    .unwrap();
+    let a = j
+        .apply(change("cdb-aaaa0001", written(), 11))
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.state, a.attempts, a.cleared_to_send),
+        (State::Requesting, 1, false)
+    );
+    // Ambiguous answer; the attempt settles at 1000.
+    j.apply(change(
+        "cdb-aaaa0001",
+        Fact::AttemptAnswered {
+            disposition: Disposition::Ambiguous,
+            settles_at_ms: 1000,
+            next_attempt_at_ms: None,
+            kms_error: false,
+        },
+        12,
+    ))
+    .await
+    .unwrap();
+    // A NO read before it settled does not clear.
+    let a = j
+        .apply(change(
+            "cdb-aaaa0001",
+            Fact::EncryptionRead { encrypted: false },
+            999,
+        ))
+        .await
+        .unwrap();
+    assert!(!a.cleared_to_send);
+    j.apply(change(
+        "cdb-aaaa0001",
+        Fact::RetryScheduled {
+            next_attempt_at_ms: 2000,
+            reason: "r".into(),
+        },
+        999,
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        j.apply(change("cdb-aaaa0001", written(), 2000)).await,
+        Err(JournalError::NotCleared { .. })
+    ));
+    // After it settled: cleared, and the second attempt goes through.
+    let a = j
+        .apply(change(
+            "cdb-aaaa0001",
+            Fact::EncryptionRead { encrypted: false },
+            1000,
+        ))
+        .await
+        .unwrap();
+    assert!(a.cleared_to_send);
+    let a = j
+        .apply(change("cdb-aaaa0001", written(), 2001))
+        .await
+        .unwrap();
+    assert_eq!(a.attempts, 2);
+    // A stale decision is refused by the guarded update.
+    let e = j
+        .apply(change(
+            "cdb-aaaa0001",
+            Fact::RetryScheduled {
+                next_attempt_at_ms: 1,
+                reason: "x".into(),
+            },
+            2002,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JournalError::Illegal { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn import_keeps_existing_state_and_chain_detects_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Journal::open(&path).unwrap();
+    j.import(vec![spec("cdb-aaaa0001"), spec("cdb-aaaa0002")])
+        .await
+        .unwrap();
+    j.apply(change(
+        "cdb-aaaa0001",
+        Fact::EncryptionRead { encrypted: true },
+        5,
+    ))
+    .await
+    .unwrap();
+    let mut other = spec("cdb-aaaa0001");
+    other.region = "ap-shanghai".into();
+    let s = j.import(vec![other, spec("cdb-aaaa0003")]).await.unwrap();
+    assert_eq!((s.added, s.already_known), (1, 1));
+    assert_eq!(s.differing, vec!["cdb-aaaa0001".to_string()]);
+    drop(j);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let counts = read::counts(&conn).unwrap();
+    assert_eq!(counts[&State::AlreadyEncrypted], 1);
+    assert_eq!(counts[&State::Pending], 2);
+    let head = match chain::verify(&conn).unwrap() {
+        ChainReport::Intact { events, head } => {
+            assert_eq!(events, 4);
+            head
+        }
+        b => panic!("{b:?}"),
+    };
+    assert_eq!(chain::head(&conn).unwrap(), head);
+    drop(conn);
+
+    // Each kind of tampering, on a fresh copy.
+    let tamper = |sql: &str| {
+        let copy = dir.path().join(format!("t{}.db", sql.len()));
+        std::fs::copy(&path, &copy).unwrap();
+        let c = rusqlite::Connection::open(&copy).unwrap();
+        c.execute_batch("DROP TRIGGER events_are_append_only_update; DROP TRIGGER events_are_append_only_delete;").unwrap();
+        c.execute_batch(sql).unwrap();
+        chain::verify(&c).unwrap()
+    };
+    match tamper("UPDATE events SET kind = 'VerifiedEncrypted' WHERE id = 3") {
+        ChainReport::Broken {
+            event_id, reason, ..
+        } => {
+            assert_eq!(event_id, 3);
+            assert!(reason.contains("edited"), "{reason}");
+        }
+        r => panic!("edit not detected: {r:?}"),
+    }
+    match tamper("DELETE FROM events WHERE id = 2") {
+        ChainReport::Broken { event_id, .. } => assert_eq!(event_id, 3),
+        r => panic!("delete not detected: {r:?}"),
+    }
+    match tamper("UPDATE events SET id = 100 WHERE id = 2; UPDATE events SET id = 2 WHERE id = 3; UPDATE events SET id = 3 WHERE id = 100;") {
+        ChainReport::Broken { event_id, .. } => assert_eq!(event_id, 2),
+        r => panic!("reorder not detected: {r:?}"),
+    }
+}
+
+#[tokio::test]
+async fn one_writer_per_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let lock = JournalLock::acquire(&path).unwrap();
+    let e = JournalLock::acquire(&path).unwrap_err();
+    assert!(e.to_string().contains("another fleetcrypt process"), "{e}");
+    assert!(
+        e.to_string().contains(&std::process::id().to_string()),
+        "{e}"
+    );
+    drop(lock);
+    assert!(JournalLock::acquire(&path).is_ok());
+}
+
+#[tokio::test]
+async fn rate_window_from_send_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Journal::open(&path).unwrap();
+    let ids: Vec<String> = (0..30).map(|i| format!("cdb-bbbb{i:04}")).collect();
+    j.import(ids.iter().map(|i| spec(i)).collect())
+        .await
+        .unwrap();
+    // 21 reads 50 ms apart: 20 fit in one window, 21 do not (0..1000 excludes 1000).
+    for (n, id) in ids.iter().take(21).enumerate() {
+        j.apply(change(id, Fact::Called, n as i64 * 50))
+            .await
+            .unwrap();
+    }
+    drop(j);
+    let conn = schema::open_reader(&path).unwrap();
+    let m = read::max_requests_in_1s_window(&conn).unwrap();
+    assert_eq!(m["DescribeDBInstanceInfo"], 20);
+}
