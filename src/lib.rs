@@ -14,4 +14,5 @@ pub mod api;
 pub mod emulator;
 pub mod input;
 pub mod journal;
+pub mod runner;
 pub mod window;

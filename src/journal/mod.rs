@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub use chain::{ChainReport, EventRow};
 pub use state::{Disposition, Move, State};
 pub use writer::{
-    load_active, Applied, CallRecord, Change, Fact, ImportSummary, InstanceRow, Journal,
+    load_active, now_ms, Applied, CallRecord, Change, Fact, ImportSummary, InstanceRow, Journal,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,341 @@
+//! The dispatcher owns every scheduling decision: which instances are in
+//! progress, which step is due, which bucket (endpoint × action) may send now,
+//! and when to stop. Workers run one step each and report back. Rate and
+//! concurrency are separate: a request needs a limiter slot *and* an in-flight
+//! slot, and the limiter slot is taken right before the request leaves, so no
+//! in-flight slot is ever spent waiting on a limiter.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::limiter::Limiter;
+use super::steps::{execute, Active, Ctx, Next, Step, StepResult, StopReason};
+use super::{Counters, RunError};
+use crate::api::Service;
+use crate::journal::{load_active, now_ms, Change, Fact, State};
+
+/// One rate-limit unit: (credential, endpoint host, action).
+type Bucket = (String, String, &'static str);
+
+pub struct Dispatcher {
+    ctx: Arc<Ctx>,
+    counters: Arc<Counters>,
+    /// Instances in progress and not executing a step right now.
+    idle: HashMap<String, Active>,
+    executing: usize,
+    timers: BinaryHeap<Reverse<(Instant, u64, String, Step)>>,
+    ready: HashMap<Bucket, BinaryHeap<Reverse<(u8, u64, String, Step)>>>,
+    /// Per Open bucket: instances waiting for a write-ahead slot.
+    open_wait: HashMap<Bucket, VecDeque<String>>,
+    /// Per Open bucket: written ahead (or being written) and not yet sent.
+    staged: HashMap<Bucket, usize>,
+    limiters: HashMap<Bucket, Limiter>,
+    in_flight: usize,
+    tasks: JoinSet<StepResult>,
+    cursor: i64,
+    exhausted: bool,
+    stop: Option<StopReason>,
+    /// Until the first definite answer, one request at a time: a wrong key costs one request.
+    canary_passed: bool,
+    seq: u64,
+}
+
+impl Dispatcher {
+    pub fn new(ctx: Arc<Ctx>, counters: Arc<Counters>) -> Self {
+        Dispatcher {
+            ctx,
+            counters,
+            idle: HashMap::new(),
+            executing: 0,
+            timers: BinaryHeap::new(),
+            ready: HashMap::new(),
+            open_wait: HashMap::new(),
+            staged: HashMap::new(),
+            limiters: HashMap::new(),
+            in_flight: 0,
+            tasks: JoinSet::new(),
+            cursor: 0,
+            exhausted: false,
+            stop: None,
+            canary_passed: false,
+            seq: 0,
+        }
+    }
+
+    fn bucket(&self, a: &Active, step: Step) -> Bucket {
+        let host = match step {
+            Step::KmsKey => a.kms.as_ref().map(|e| e.host.clone()).unwrap_or_default(),
+            _ => a.cdb.host.clone(),
+        };
+        (self.ctx.client.secret_id().to_string(), host, step.action())
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn schedule(&mut self, a: Active, step: Step, at: Instant) {
+        let id = a.id.clone();
+        self.idle.insert(id.clone(), a);
+        let seq = self.next_seq();
+        self.timers.push(Reverse((at, seq, id, step)));
+    }
+
+    /// A due step joins its bucket's queue (write-aheads join the Open bucket's wait list).
+    fn make_ready(&mut self, id: String, step: Step) {
+        let Some(a) = self.idle.get(&id) else { return };
+        let bucket = self.bucket(a, step);
+        if step == Step::WriteAhead {
+            self.open_wait.entry(bucket).or_default().push_back(id);
+            return;
+        }
+        let seq = self.next_seq();
+        self.ready
+            .entry(bucket)
+            .or_default()
+            .push(Reverse((step.priority(), seq, id, step)));
+    }
+
+    /// Brings instances from the journal into progress, up to `max_active`.
+    async fn refill(&mut self) -> Result<(), RunError> {
+        let ctx = self.ctx.clone();
+        let cfg = &ctx.config;
+        let in_progress = self.idle.len() + self.executing;
+        if self.exhausted || in_progress >= cfg.max_active / 2 {
+            return Ok(());
+        }
+        let want = cfg.max_active - in_progress;
+        let cursor = self.cursor;
+        let rows = self
+            .ctx
+            .journal
+            .query(move |c| load_active(c, cursor, want))
+            .await?;
+        if rows.len() < want {
+            self.exhausted = true;
+        }
+        let now = Instant::now();
+        let now_wall = now_ms();
+        for row in rows {
+            self.cursor = row.seq;
+            let cdb = cfg.endpoints.resolve(Service::Cdb, &row.region)?;
+            let kms = match &row.key_region {
+                Some(kr) if cfg.check_kms => Some(cfg.endpoints.resolve(Service::Kms, kr)?),
+                _ => None,
+            };
+            let mut a = Active::from_row(&row, cdb, kms);
+            let at = |ms: Option<i64>| {
+                now + Duration::from_millis((ms.unwrap_or(now_wall) - now_wall).max(0) as u64)
+            };
+            let step = match row.state {
+                State::Pending => (Step::PreflightRead, now),
+                State::Requesting => {
+                    // A previous process wrote this attempt and died: it may have left at any
+                    // moment up to that death, so it settles a full timeout from now.
+                    let settles_at_ms =
+                        now_wall + self.ctx.config.settle_total().as_millis() as i64;
+                    let applied = self
+                        .ctx
+                        .journal
+                        .apply(Change {
+                            instance_id: a.id.clone(),
+                            fact: Fact::AttemptRecovered { settles_at_ms },
+                            run_id: self.ctx.run_id,
+                            call: None,
+                            at_ms: now_wall,
+                        })
+                        .await?;
+                    a.state = applied.state;
+                    a.settles_at_ms = Some(settles_at_ms);
+                    a.accepted = false;
+                    (Step::VerifyRead, at(Some(settles_at_ms + 5)))
+                }
+                State::Verifying => (
+                    Step::VerifyRead,
+                    at(a.settles_at_ms.filter(|_| !a.accepted)),
+                ),
+                State::RetryWait if a.cleared => (Step::WriteAhead, at(row.next_attempt_at_ms)),
+                State::RetryWait => (Step::PreSendRead, at(row.next_attempt_at_ms)),
+                _ => continue,
+            };
+            self.schedule(a, step.0, step.1);
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, id: String, step: Step) {
+        let Some(a) = self.idle.remove(&id) else {
+            return;
+        };
+        self.executing += 1;
+        if step != Step::WriteAhead {
+            self.in_flight += 1;
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        let ctx = self.ctx.clone();
+        self.tasks.spawn(execute(ctx, a, step));
+    }
+
+    fn handle(&mut self, res: StepResult) {
+        self.executing -= 1;
+        if res.http {
+            self.in_flight -= 1;
+        }
+        if res.definite_answer {
+            self.canary_passed = true;
+        }
+        if res.throttled {
+            self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            let b = self.bucket(&res.active, res.step);
+            if let Some(l) = self.limiters.get_mut(&b) {
+                l.throttled();
+            }
+        }
+        if let Some(stop) = res.stop.clone() {
+            if self.stop.is_none() || matches!(stop, StopReason::JournalFailed(_)) {
+                self.stop = Some(stop);
+            }
+        }
+        let a = res.active;
+        match res.next {
+            Next::Done => self.counters.finished(a.state),
+            Next::After(step, delay) => {
+                let at = Instant::now() + delay;
+                self.schedule(a, step, at);
+            }
+            Next::Parked | Next::JournalFailed(_) => {}
+        }
+    }
+
+    fn send_ready(&mut self, now: Instant, wake: &mut Option<Instant>) {
+        let cfg = &self.ctx.config;
+        let limit = if self.canary_passed {
+            cfg.max_in_flight
+        } else {
+            1
+        };
+        let rate = cfg.rate;
+        let margin = cfg.rate_margin;
+        // Write-aheads: keep at most `rate` staged per Open bucket, so the journal never
+        // holds more attempts than are about to leave.
+        let buckets: Vec<Bucket> = self.open_wait.keys().cloned().collect();
+        for b in buckets {
+            loop {
+                let staged = *self.staged.get(&b).unwrap_or(&0);
+                if staged >= rate as usize {
+                    break;
+                }
+                let Some(id) = self.open_wait.get_mut(&b).and_then(|q| q.pop_front()) else {
+                    break;
+                };
+                *self.staged.entry(b.clone()).or_default() += 1;
+                self.spawn(id, Step::WriteAhead);
+            }
+        }
+        let buckets: Vec<Bucket> = self
+            .ready
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(b, _)| b.clone())
+            .collect();
+        for b in buckets {
+            while self.in_flight < limit {
+                if self.ready.get(&b).is_none_or(|q| q.is_empty()) {
+                    break;
+                }
+                let limiter = self
+                    .limiters
+                    .entry(b.clone())
+                    .or_insert_with(|| Limiter::new(rate, margin));
+                match limiter.try_acquire() {
+                    Ok(()) => {
+                        let Reverse((_, _, id, step)) =
+                            self.ready.get_mut(&b).unwrap().pop().unwrap();
+                        if step == Step::Send {
+                            if let Some(n) = self.staged.get_mut(&b) {
+                                *n = n.saturating_sub(1);
+                            }
+                        }
+                        self.spawn(id, step);
+                    }
+                    Err(t) => {
+                        *wake = Some(wake.map_or(t, |w| w.min(t)));
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    /// Drives every instance to a terminal state, or until stopped.
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+    ) -> Result<Option<StopReason>, RunError> {
+        // Requests of a previous process may still count in the server's window,
+        // including reads it never journaled: wait out one window first.
+        let gate = Instant::now() + self.ctx.config.startup_wait;
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            if self.stop.is_none() {
+                self.refill().await?;
+            }
+            let now = Instant::now();
+            while let Some(Reverse((t, _, _, _))) = self.timers.peek() {
+                if *t > now {
+                    break;
+                }
+                let Reverse((_, _, id, step)) = self.timers.pop().unwrap();
+                self.make_ready(id, step);
+            }
+            let mut wake = self.timers.peek().map(|Reverse((t, ..))| *t);
+            if self.stop.is_none() {
+                if now >= gate {
+                    self.send_ready(now, &mut wake);
+                } else {
+                    wake = Some(wake.map_or(gate, |w| w.min(gate)));
+                }
+                self.counters
+                    .in_flight
+                    .store(self.in_flight as u64, Ordering::Relaxed);
+            } else if drain_deadline.is_none() {
+                drain_deadline = Some(now + self.ctx.config.drain_limit);
+            }
+            let nothing_left = self.idle.is_empty() && self.exhausted;
+            if self.tasks.is_empty() && (self.stop.is_some() || nothing_left) {
+                break;
+            }
+            if let Some(d) = drain_deadline {
+                if now >= d {
+                    tracing::warn!(left = self.tasks.len(), "in-flight requests did not finish in time; abandoning them (the journal is consistent)");
+                    self.tasks.abort_all();
+                    break;
+                }
+                wake = Some(wake.map_or(d, |w| w.min(d)));
+            }
+            let sleep_until = wake.unwrap_or(now + Duration::from_millis(250)).max(now);
+            tokio::select! {
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    match joined {
+                        Ok(res) => self.handle(res),
+                        Err(e) if e.is_cancelled() => {}
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                }
+                _ = tokio::time::sleep_until(sleep_until.into()) => {}
+                _ = shutdown.cancelled(), if self.stop.is_none() => {
+                    self.stop = Some(StopReason::Interrupted);
+                }
+            }
+        }
+        Ok(self.stop)
+    }
+}

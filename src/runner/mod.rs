@@ -1,0 +1,163 @@
+//! The runner: drives every non-terminal instance in the journal to a terminal
+//! state, pipelining preflight, requests and verification across per-(endpoint,
+//! action) limiters (SPEC §1).
+
+pub mod backoff;
+pub mod dispatcher;
+pub mod limiter;
+pub mod steps;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use backoff::Backoff;
+pub use steps::StopReason;
+
+use crate::api::{Client, EndpointPolicy};
+use crate::journal::{read, Journal, JournalError, State};
+
+/// Everything that shapes a run, validated once from the flags.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Requests per sliding second per (credential, endpoint, action).
+    pub rate: u32,
+    /// Requests in flight at once.
+    pub max_in_flight: usize,
+    /// Per-request timeout (the client's).
+    pub timeout: Duration,
+    /// Added to the timeout before an attempt counts as settled.
+    pub settle_margin: Duration,
+    pub max_attempts: u32,
+    /// How long after an accepted attempt to keep polling for `YES`.
+    pub verify_deadline: Duration,
+    pub check_kms: bool,
+    pub endpoints: EndpointPolicy,
+    /// Added to the 1-second window of the limiter, for network jitter.
+    pub rate_margin: Duration,
+    pub retry_backoff: Backoff,
+    pub poll_backoff: Backoff,
+    /// KmsError confirmed by a NO is retried this many times, then failed.
+    pub kms_error_retries: u32,
+    /// Instances in progress at once (bounds memory on huge fleets).
+    pub max_active: usize,
+    /// Preflight only (`plan`): never journal an attempt, never send a write.
+    pub plan_only: bool,
+    /// Wait before the first request (a previous process's window).
+    pub startup_wait: Duration,
+    /// After a stop, how long in-flight requests may take to finish.
+    pub drain_limit: Duration,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            rate: 20,
+            max_in_flight: 256,
+            timeout: Duration::from_secs(15),
+            settle_margin: Duration::from_secs(2),
+            max_attempts: 8,
+            verify_deadline: Duration::from_secs(300),
+            check_kms: false,
+            endpoints: EndpointPolicy::Default,
+            rate_margin: Duration::from_millis(15),
+            retry_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            poll_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(15)),
+            kms_error_retries: 2,
+            max_active: 1024,
+            plan_only: false,
+            startup_wait: Duration::from_millis(1050),
+            drain_limit: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Send time to "can no longer be in flight".
+    pub fn settle_total(&self) -> Duration {
+        self.timeout + self.settle_margin
+    }
+}
+
+/// Live counters for progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub total: AtomicU64,
+    pub encrypted: AtomicU64,
+    pub already_encrypted: AtomicU64,
+    pub failed: AtomicU64,
+    /// Preflight passed (plan mode).
+    pub ready: AtomicU64,
+    pub requests: AtomicU64,
+    pub throttled: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+impl Counters {
+    pub fn finished(&self, state: State) {
+        let c = match state {
+            State::Encrypted => &self.encrypted,
+            State::AlreadyEncrypted => &self.already_encrypted,
+            State::Failed => &self.failed,
+            _ => &self.ready,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn done(&self) -> u64 {
+        self.encrypted.load(Ordering::Relaxed)
+            + self.already_encrypted.load(Ordering::Relaxed)
+            + self.failed.load(Ordering::Relaxed)
+            + self.ready.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Endpoint(#[from] crate::api::endpoint::EndpointError),
+}
+
+impl From<rusqlite::Error> for RunError {
+    fn from(e: rusqlite::Error) -> Self {
+        RunError::Journal(e.into())
+    }
+}
+
+/// Runs the job on every non-terminal instance of `journal`. Returns why it
+/// stopped early, if it did; the journal holds every outcome.
+pub async fn run(
+    journal: &Journal,
+    client: &Client,
+    config: &RunConfig,
+    run_id: Option<i64>,
+    shutdown: CancellationToken,
+    counters: Arc<Counters>,
+) -> Result<Option<StopReason>, RunError> {
+    config.endpoints.validate()?;
+    let counts = journal.query(|c| read::counts(c)).await?;
+    let total: u64 = counts.values().sum();
+    counters.total.store(total, Ordering::Relaxed);
+    counters
+        .encrypted
+        .store(counts[&State::Encrypted], Ordering::Relaxed);
+    counters
+        .already_encrypted
+        .store(counts[&State::AlreadyEncrypted], Ordering::Relaxed);
+    counters
+        .failed
+        .store(counts[&State::Failed], Ordering::Relaxed);
+    let ctx = Arc::new(steps::Ctx {
+        journal: journal.clone(),
+        client: client.clone(),
+        config: config.clone(),
+        run_id,
+    });
+    dispatcher::Dispatcher::new(ctx, counters)
+        .run(shutdown)
+        .await
+}

@@ -1,0 +1,727 @@
+//! One step = one API call for one instance, its journal record, and the
+//! decision about what comes next. Workers run steps; the dispatcher decides
+//! when. Every rule of SPEC §1 that concerns a single instance lives here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::RunConfig;
+use crate::api::cdb::*;
+use crate::api::classify::hint;
+use crate::api::kms::{DescribeKeyRequest, DescribeKeyResponse, DESCRIBE_KEY};
+use crate::api::{classify, CallKind, Called, Client, Endpoint, Failure, Outcome, Service};
+use crate::journal::{
+    now_ms, Applied, CallRecord, Change, Disposition, Fact, InstanceRow, Journal, JournalError,
+    State,
+};
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    /// Preflight `DescribeDBInstanceInfo`: already encrypted? Also clears the first attempt.
+    PreflightRead,
+    Features,
+    KmsKey,
+    /// Journal-only: commit the attempt before it may be sent.
+    WriteAhead,
+    Send,
+    /// After an attempt: has it taken effect?
+    VerifyRead,
+    /// Before re-sending after a definite rejection: a fresh NO is required.
+    PreSendRead,
+}
+
+impl Step {
+    pub fn action(self) -> &'static str {
+        match self {
+            Step::PreflightRead | Step::VerifyRead | Step::PreSendRead => DESCRIBE_DB_INSTANCE_INFO,
+            Step::Features => DESCRIBE_DB_FEATURES,
+            Step::KmsKey => DESCRIBE_KEY,
+            Step::WriteAhead | Step::Send => OPEN_DB_INSTANCE_ENCRYPTION,
+        }
+    }
+
+    /// Lower runs first within a bucket: finish instances before starting new ones.
+    pub fn priority(self) -> u8 {
+        match self {
+            Step::Send | Step::WriteAhead => 0,
+            Step::VerifyRead | Step::PreSendRead => 1,
+            Step::Features | Step::KmsKey => 2,
+            Step::PreflightRead => 3,
+        }
+    }
+}
+
+/// An instance being worked on, as the runner knows it.
+#[derive(Debug, Clone)]
+pub struct Active {
+    pub id: String,
+    pub region: String,
+    pub key_id: Option<String>,
+    pub key_region: Option<String>,
+    pub state: State,
+    pub attempts: u32,
+    pub budget_base: u32,
+    pub kms_errors: u32,
+    pub cleared: bool,
+    pub last_sent_at_ms: Option<i64>,
+    pub settles_at_ms: Option<i64>,
+    pub accepted: bool,
+    pub last_error_code: Option<String>,
+    pub last_error_message: Option<String>,
+    pub read_failures: u32,
+    pub polls: u32,
+    pub cdb: Endpoint,
+    pub kms: Option<Endpoint>,
+}
+
+impl Active {
+    pub fn from_row(row: &InstanceRow, cdb: Endpoint, kms: Option<Endpoint>) -> Active {
+        Active {
+            id: row.instance_id.clone(),
+            region: row.region.clone(),
+            key_id: row.key_id.clone(),
+            key_region: row.key_region.clone(),
+            state: row.state,
+            attempts: row.attempts,
+            budget_base: row.budget_base,
+            kms_errors: row.kms_errors,
+            cleared: row.cleared_to_send,
+            last_sent_at_ms: row.last_sent_at_ms,
+            settles_at_ms: row.settles_at_ms,
+            accepted: row.last_outcome.as_deref() == Some("accepted"),
+            last_error_code: row.last_error_code.clone(),
+            last_error_message: row.last_error_message.clone(),
+            read_failures: 0,
+            polls: 0,
+            cdb,
+            kms,
+        }
+    }
+
+    fn attempts_used(&self) -> u32 {
+        self.attempts.saturating_sub(self.budget_base)
+    }
+
+    fn absorb(&mut self, a: Applied) {
+        self.state = a.state;
+        self.attempts = a.attempts;
+        self.cleared = a.cleared_to_send;
+    }
+}
+
+/// What the dispatcher should do with the instance next.
+#[derive(Debug)]
+pub enum Next {
+    /// Terminal (or, when planning, preflight passed).
+    Done,
+    After(Step, Duration),
+    /// The run is stopping; the journal holds where this instance is.
+    Parked,
+    /// The journal could not record a fact: the run cannot go on safely.
+    JournalFailed(String),
+}
+
+/// Why the run stopped early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    Interrupted,
+    AccountWide { code: String, message: String },
+    JournalFailed(String),
+}
+
+#[derive(Debug)]
+pub struct StepResult {
+    pub active: Active,
+    pub step: Step,
+    pub next: Next,
+    pub stop: Option<StopReason>,
+    pub throttled: bool,
+    /// The server answered with something other than an account-wide refusal.
+    pub definite_answer: bool,
+    /// Whether this step made an HTTP request.
+    pub http: bool,
+}
+
+/// Shared by all workers.
+pub struct Ctx {
+    pub journal: Journal,
+    pub client: Client,
+    pub config: RunConfig,
+    pub run_id: Option<i64>,
+}
+
+fn record<T>(
+    action: &str,
+    endpoint: &Endpoint,
+    called: &Called<T>,
+    request_id: Option<String>,
+) -> CallRecord {
+    let (code, message) = match &called.result {
+        Err(f) => (Some(f.code()), Some(truncate(&f.message()))),
+        Ok(_) => (None, None),
+    };
+    CallRecord {
+        action: action.to_string(),
+        endpoint: endpoint.host.clone(),
+        sent_at_ms: called.sent_at_ms,
+        latency_ms: called.latency.as_millis() as i64,
+        request_id: request_id.or_else(|| {
+            called
+                .result
+                .as_ref()
+                .err()
+                .and_then(|f| f.request_id().map(str::to_string))
+        }),
+        error_code: code,
+        error_message: message,
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() <= 500 {
+        s.to_string()
+    } else {
+        s.chars().take(500).collect::<String>() + "…"
+    }
+}
+
+fn is_definite(f: &Failure) -> bool {
+    matches!(f, Failure::Api { code, .. } if !code.starts_with("AuthFailure"))
+}
+
+fn jitter<R: Rng>(rng: &mut R, b: &super::backoff::Backoff, n: u32) -> Duration {
+    b.delay(n, rng)
+}
+
+impl Ctx {
+    async fn apply(
+        &self,
+        a: &mut Active,
+        fact: Fact,
+        call: Option<CallRecord>,
+    ) -> Result<Applied, JournalError> {
+        let applied = self
+            .journal
+            .apply(Change {
+                instance_id: a.id.clone(),
+                fact,
+                run_id: self.run_id,
+                call,
+                at_ms: now_ms(),
+            })
+            .await?;
+        a.absorb(applied);
+        Ok(applied)
+    }
+
+    fn settle_ms(&self) -> i64 {
+        (self.config.timeout + self.config.settle_margin).as_millis() as i64
+    }
+
+    fn retry_delay(&self, n: u32) -> Duration {
+        jitter(&mut rand::rng(), &self.config.retry_backoff, n)
+    }
+}
+
+/// Runs one step for `a` and decides what comes next.
+pub async fn execute(ctx: Arc<Ctx>, mut a: Active, step: Step) -> StepResult {
+    let mut r = StepResult {
+        active: a.clone(),
+        step,
+        next: Next::Done,
+        stop: None,
+        throttled: false,
+        definite_answer: false,
+        http: step != Step::WriteAhead,
+    };
+    let next = match step {
+        Step::PreflightRead | Step::VerifyRead | Step::PreSendRead => {
+            read(&ctx, &mut a, step, &mut r).await
+        }
+        Step::Features => features(&ctx, &mut a, &mut r).await,
+        Step::KmsKey => kms_key(&ctx, &mut a, &mut r).await,
+        Step::WriteAhead => write_ahead(&ctx, &mut a).await,
+        Step::Send => send(&ctx, &mut a, &mut r).await,
+    };
+    r.next = match next {
+        Ok(n) => n,
+        Err(e) => {
+            r.stop = Some(StopReason::JournalFailed(e.to_string()));
+            Next::JournalFailed(e.to_string())
+        }
+    };
+    r.active = a;
+    r
+}
+
+type StepOutcome = Result<Next, JournalError>;
+
+async fn read(ctx: &Ctx, a: &mut Active, step: Step, r: &mut StepResult) -> StepOutcome {
+    let req = InstanceIdRequest {
+        instance_id: a.id.clone(),
+    };
+    let called = ctx
+        .client
+        .call::<_, DescribeDBInstanceInfoResponse>(
+            &a.cdb,
+            Service::Cdb,
+            DESCRIBE_DB_INSTANCE_INFO,
+            Some(&a.region),
+            &req,
+        )
+        .await;
+    let request_id = called
+        .result
+        .as_ref()
+        .ok()
+        .and_then(|x| x.request_id.clone());
+    let rec = record(DESCRIBE_DB_INSTANCE_INFO, &a.cdb, &called, request_id);
+    let answer = match called.result {
+        Ok(ans) => ans,
+        Err(f) => return read_failed(ctx, a, step, f, rec, r).await,
+    };
+    r.definite_answer = true;
+    a.read_failures = 0;
+    let encrypted = answer.data.encryption.eq_ignore_ascii_case("YES");
+    ctx.apply(a, Fact::EncryptionRead { encrypted }, Some(rec))
+        .await?;
+    if a.state.is_terminal() {
+        return Ok(Next::Done);
+    }
+    match step {
+        Step::PreflightRead => Ok(Next::After(Step::Features, Duration::ZERO)),
+        Step::PreSendRead if a.cleared => Ok(Next::After(Step::WriteAhead, Duration::ZERO)),
+        Step::PreSendRead => {
+            // Read too early for the last attempt to count as settled: wait for it.
+            let wait = a.settles_at_ms.map(|s| s - now_ms()).unwrap_or(1000).max(0) as u64 + 5;
+            Ok(Next::After(Step::PreSendRead, Duration::from_millis(wait)))
+        }
+        _ => verified_no(ctx, a).await,
+    }
+}
+
+/// A verification read said NO. Poll again, retry, or give up.
+async fn verified_no(ctx: &Ctx, a: &mut Active) -> StepOutcome {
+    let cfg = &ctx.config;
+    let now = now_ms();
+    let deadline = a.last_sent_at_ms.unwrap_or(now)
+        + cfg
+            .verify_deadline
+            .max(cfg.timeout + cfg.settle_margin)
+            .as_millis() as i64;
+    if !a.cleared {
+        // The attempt may still be in flight: this NO does not count yet.
+        a.polls += 1;
+        let wait = if a.accepted {
+            jitter(&mut rand::rng(), &cfg.poll_backoff, a.polls).max(Duration::from_millis(200))
+        } else {
+            Duration::from_millis((a.settles_at_ms.unwrap_or(now) - now).max(0) as u64 + 5)
+        };
+        let until_deadline = Duration::from_millis((deadline - now).max(0) as u64 + 5);
+        return Ok(Next::After(
+            Step::VerifyRead,
+            wait.min(until_deadline).max(Duration::from_millis(5)),
+        ));
+    }
+    if a.accepted && now < deadline {
+        // Accepted, not visible yet (propagation): keep polling until the deadline.
+        a.polls += 1;
+        let wait = jitter(&mut rand::rng(), &cfg.poll_backoff, a.polls)
+            .max(Duration::from_millis(200))
+            .min(Duration::from_millis((deadline - now) as u64 + 5));
+        return Ok(Next::After(Step::VerifyRead, wait));
+    }
+    // A settled NO: the last attempt did not take effect.
+    let kms = a
+        .last_error_code
+        .as_deref()
+        .is_some_and(|c| c.starts_with("InternalError.KmsError"));
+    if kms && a.kms_errors > cfg.kms_error_retries {
+        let message = format!(
+            "OpenDBInstanceEncryption answered InternalError.KmsError {} times and a read confirmed Encryption=NO each time: {}",
+            a.kms_errors,
+            hint("InternalError.KmsError").unwrap_or("")
+        );
+        ctx.apply(
+            a,
+            Fact::GaveUp {
+                code: "InternalError.KmsError".into(),
+                message,
+            },
+            None,
+        )
+        .await?;
+        return Ok(Next::Done);
+    }
+    if a.attempts_used() >= cfg.max_attempts {
+        let (code, message) = if a.accepted {
+            (
+                "VerifyDeadlineExceeded".to_string(),
+                format!("the last attempt was accepted but Encryption still read NO after {:?}; gave up after {} attempts", cfg.verify_deadline, a.attempts_used()),
+            )
+        } else {
+            (
+                a.last_error_code
+                    .clone()
+                    .unwrap_or_else(|| "AttemptsExhausted".into()),
+                format!(
+                    "{}; verified NO, gave up after {} attempts",
+                    a.last_error_message.clone().unwrap_or_default(),
+                    a.attempts_used()
+                ),
+            )
+        };
+        ctx.apply(a, Fact::GaveUp { code, message }, None).await?;
+        return Ok(Next::Done);
+    }
+    let delay = ctx.retry_delay(a.attempts_used().saturating_sub(1));
+    let reason = if a.accepted {
+        "accepted, but Encryption read NO past the verify deadline".to_string()
+    } else {
+        format!(
+            "{} then a settled read said NO",
+            a.last_error_code.as_deref().unwrap_or("ambiguous outcome")
+        )
+    };
+    ctx.apply(
+        a,
+        Fact::RetryScheduled {
+            next_attempt_at_ms: now_ms() + delay.as_millis() as i64,
+            reason,
+        },
+        None,
+    )
+    .await?;
+    Ok(Next::After(Step::WriteAhead, delay))
+}
+
+/// A read (Describe*) failed: retry it, fail the instance, or stop the run.
+async fn read_failed(
+    ctx: &Ctx,
+    a: &mut Active,
+    step: Step,
+    f: Failure,
+    rec: CallRecord,
+    r: &mut StepResult,
+) -> StepOutcome {
+    r.definite_answer = is_definite(&f);
+    let (code, message) = (f.code(), f.message());
+    match classify(CallKind::Read, &f) {
+        Outcome::RunStop => {
+            ctx.apply(a, Fact::Called, Some(rec)).await?;
+            r.stop = Some(StopReason::AccountWide { code, message });
+            Ok(Next::Parked)
+        }
+        Outcome::InstanceFailed => {
+            let message = format!("{} answered {code}: {message}", rec.action);
+            let fact = if a.state == State::Pending {
+                Fact::PreflightFailed { code, message }
+            } else {
+                Fact::GaveUp { code, message }
+            };
+            ctx.apply(a, fact, Some(rec)).await?;
+            Ok(Next::Done)
+        }
+        outcome => {
+            r.throttled = outcome == Outcome::Throttled;
+            ctx.apply(a, Fact::Called, Some(rec)).await?;
+            a.read_failures += 1;
+            if a.read_failures > 2 * ctx.config.max_attempts {
+                let message = format!(
+                    "{} kept failing ({} times), last {code}: {message}",
+                    step.action(),
+                    a.read_failures
+                );
+                let fact = if a.state == State::Pending {
+                    Fact::PreflightFailed { code, message }
+                } else {
+                    Fact::GaveUp {
+                        code: "VerificationUnavailable".into(),
+                        message: format!(
+                            "the outcome of the last attempt could not be verified: {message}"
+                        ),
+                    }
+                };
+                ctx.apply(a, fact, None).await?;
+                return Ok(Next::Done);
+            }
+            Ok(Next::After(step, ctx.retry_delay(a.read_failures - 1)))
+        }
+    }
+}
+
+async fn features(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
+    let req = InstanceIdRequest {
+        instance_id: a.id.clone(),
+    };
+    let called = ctx
+        .client
+        .call::<_, DescribeDBFeaturesResponse>(
+            &a.cdb,
+            Service::Cdb,
+            DESCRIBE_DB_FEATURES,
+            Some(&a.region),
+            &req,
+        )
+        .await;
+    let request_id = called
+        .result
+        .as_ref()
+        .ok()
+        .and_then(|x| x.request_id.clone());
+    let rec = record(DESCRIBE_DB_FEATURES, &a.cdb, &called, request_id);
+    let f = match called.result {
+        Ok(ans) => ans.data,
+        Err(f) => return read_failed(ctx, a, Step::Features, f, rec, r).await,
+    };
+    r.definite_answer = true;
+    a.read_failures = 0;
+    if !f.is_support_encryption {
+        ctx.apply(
+            a,
+            Fact::PreflightFailed {
+                code: "UnsupportedEncryption".into(),
+                message:
+                    "DescribeDBFeatures: IsSupportEncryption is false; this instance cannot use TDE"
+                        .into(),
+            },
+            Some(rec),
+        )
+        .await?;
+        return Ok(Next::Done);
+    }
+    if f.encryption_need_upgrade {
+        ctx.apply(
+            a,
+            Fact::PreflightFailed {
+                code: "EncryptionNeedUpgrade".into(),
+                message: format!(
+                    "DescribeDBFeatures: EncryptionNeedUpgrade is true; upgrade the kernel minor version ({} -> {}) first",
+                    f.current_sub_version, f.target_sub_version
+                ),
+            },
+            Some(rec),
+        )
+        .await?;
+        return Ok(Next::Done);
+    }
+    ctx.apply(a, Fact::Called, Some(rec)).await?;
+    Ok(after_preflight(ctx, a, Step::Features))
+}
+
+fn after_preflight(ctx: &Ctx, a: &Active, done: Step) -> Next {
+    if done == Step::Features && ctx.config.check_kms && a.key_id.is_some() {
+        return Next::After(Step::KmsKey, Duration::ZERO);
+    }
+    if ctx.config.plan_only {
+        return Next::Done;
+    }
+    Next::After(Step::WriteAhead, Duration::ZERO)
+}
+
+async fn kms_key(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
+    let (Some(key_id), Some(key_region), Some(ep)) =
+        (a.key_id.clone(), a.key_region.clone(), a.kms.clone())
+    else {
+        return Ok(after_preflight(ctx, a, Step::KmsKey));
+    };
+    let called = ctx
+        .client
+        .call::<_, DescribeKeyResponse>(
+            &ep,
+            Service::Kms,
+            DESCRIBE_KEY,
+            Some(&key_region),
+            &DescribeKeyRequest {
+                key_id: key_id.clone(),
+            },
+        )
+        .await;
+    let request_id = called
+        .result
+        .as_ref()
+        .ok()
+        .and_then(|x| x.request_id.clone());
+    let rec = record(DESCRIBE_KEY, &ep, &called, request_id);
+    let meta = match called.result {
+        Ok(ans) => ans.data.key_metadata,
+        Err(f) => return read_failed(ctx, a, Step::KmsKey, f, rec, r).await,
+    };
+    r.definite_answer = true;
+    a.read_failures = 0;
+    if meta.key_state != "Enabled" {
+        ctx.apply(
+            a,
+            Fact::PreflightFailed {
+                code: "KmsKeyNotEnabled".into(),
+                message: format!(
+                    "KMS key {key_id} in {key_region} is {}, not Enabled",
+                    meta.key_state
+                ),
+            },
+            Some(rec),
+        )
+        .await?;
+        return Ok(Next::Done);
+    }
+    ctx.apply(a, Fact::Called, Some(rec)).await?;
+    Ok(after_preflight(ctx, a, Step::KmsKey))
+}
+
+fn open_request(a: &Active) -> OpenDBInstanceEncryptionRequest {
+    OpenDBInstanceEncryptionRequest {
+        instance_id: a.id.clone(),
+        key_id: a.key_id.clone(),
+        key_region: a.key_id.as_ref().and(a.key_region.clone()),
+    }
+}
+
+async fn write_ahead(ctx: &Ctx, a: &mut Active) -> StepOutcome {
+    let request = serde_json::json!({
+        "endpoint": a.cdb.host,
+        "region": a.region,
+        "params": open_request(a),
+    })
+    .to_string();
+    match ctx.apply(a, Fact::AttemptWritten { request }, None).await {
+        Ok(_) => Ok(Next::After(Step::Send, Duration::ZERO)),
+        // The journal refuses: no settled NO since the last attempt. Get one first.
+        Err(JournalError::NotCleared { .. }) => Ok(Next::After(Step::PreSendRead, Duration::ZERO)),
+        Err(e) => Err(e),
+    }
+}
+
+async fn send(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
+    let called = ctx
+        .client
+        .call::<_, OpenDBInstanceEncryptionResponse>(
+            &a.cdb,
+            Service::Cdb,
+            OPEN_DB_INSTANCE_ENCRYPTION,
+            Some(&a.region),
+            &open_request(a),
+        )
+        .await;
+    let request_id = called
+        .result
+        .as_ref()
+        .ok()
+        .and_then(|x| x.request_id.clone());
+    let rec = record(OPEN_DB_INSTANCE_ENCRYPTION, &a.cdb, &called, request_id);
+    let sent = called.sent_at_ms;
+    let settles_at_ms = sent + ctx.settle_ms();
+    a.last_sent_at_ms = Some(sent);
+    a.polls = 0;
+    a.last_error_code = rec.error_code.clone();
+    a.last_error_message = rec.error_message.clone();
+    let failure = match called.result {
+        Ok(_) => {
+            r.definite_answer = true;
+            a.accepted = true;
+            a.settles_at_ms = Some(settles_at_ms);
+            ctx.apply(
+                a,
+                Fact::AttemptAnswered {
+                    disposition: Disposition::Accepted,
+                    settles_at_ms,
+                    next_attempt_at_ms: None,
+                    kms_error: false,
+                },
+                Some(rec),
+            )
+            .await?;
+            return Ok(Next::After(Step::VerifyRead, Duration::ZERO));
+        }
+        Err(f) => f,
+    };
+    r.definite_answer = is_definite(&failure);
+    a.accepted = false;
+    let code = failure.code();
+    match classify(CallKind::Write, &failure) {
+        Outcome::Success | Outcome::Ambiguous => {
+            let kms_error = code.starts_with("InternalError.KmsError");
+            if kms_error {
+                a.kms_errors += 1;
+            }
+            a.settles_at_ms = Some(settles_at_ms);
+            ctx.apply(
+                a,
+                Fact::AttemptAnswered {
+                    disposition: Disposition::Ambiguous,
+                    settles_at_ms,
+                    next_attempt_at_ms: None,
+                    kms_error,
+                },
+                Some(rec),
+            )
+            .await?;
+            let wait = (settles_at_ms - now_ms()).max(0) as u64 + 5;
+            Ok(Next::After(Step::VerifyRead, Duration::from_millis(wait)))
+        }
+        Outcome::InstanceFailed => {
+            ctx.apply(
+                a,
+                Fact::AttemptAnswered {
+                    disposition: Disposition::Refused,
+                    settles_at_ms: now_ms(),
+                    next_attempt_at_ms: None,
+                    kms_error: false,
+                },
+                Some(rec),
+            )
+            .await?;
+            Ok(Next::Done)
+        }
+        outcome @ (Outcome::Throttled | Outcome::Transient | Outcome::RunStop) => {
+            // Definitely not applied: answered (or never sent), so it settles now.
+            r.throttled = outcome == Outcome::Throttled;
+            let exhausted =
+                a.attempts_used() >= ctx.config.max_attempts && outcome != Outcome::RunStop;
+            let delay = if outcome == Outcome::RunStop {
+                Duration::ZERO
+            } else {
+                ctx.retry_delay(a.attempts_used().saturating_sub(1))
+            };
+            let answered = now_ms();
+            a.settles_at_ms = Some(answered);
+            if exhausted {
+                a.last_error_message = Some(format!(
+                    "{}; gave up after {} attempts",
+                    a.last_error_message.clone().unwrap_or_default(),
+                    a.attempts_used()
+                ));
+            }
+            let mut rec = rec;
+            rec.error_message = a.last_error_message.clone();
+            ctx.apply(
+                a,
+                Fact::AttemptAnswered {
+                    disposition: if exhausted {
+                        Disposition::Refused
+                    } else {
+                        Disposition::Rejected
+                    },
+                    settles_at_ms: answered,
+                    next_attempt_at_ms: Some(answered + delay.as_millis() as i64),
+                    kms_error: false,
+                },
+                Some(rec),
+            )
+            .await?;
+            if outcome == Outcome::RunStop {
+                r.stop = Some(StopReason::AccountWide {
+                    code,
+                    message: failure.message(),
+                });
+                return Ok(Next::Parked);
+            }
+            if exhausted {
+                return Ok(Next::Done);
+            }
+            Ok(Next::After(Step::PreSendRead, delay))
+        }
+    }
+}

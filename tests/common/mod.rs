@@ -1,0 +1,115 @@
+//! Test helpers: an emulator on its own runtime thread (so the client under
+//! test cannot distort the server's arrival times), and fleet builders.
+#![allow(dead_code)]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use fleetcrypt::emulator::{Emulator, EmulatorConfig, GroundTruth, World};
+use fleetcrypt::input::InstanceSpec;
+
+pub const SECRET_ID: &str = "AKIDtest0123456789";
+pub const SECRET_KEY: &str = "test-secret-key-do-not-print";
+
+/// An emulator served by a dedicated runtime on its own thread.
+pub struct EmulatorThread {
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    emulator: std::sync::Arc<Emulator>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmulatorThread {
+    pub fn start(config: EmulatorConfig, world: World) -> EmulatorThread {
+        let config = EmulatorConfig {
+            credentials: vec![(SECRET_ID.into(), SECRET_KEY.into())],
+            ..config
+        };
+        let (tx, rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let emu = Emulator::start(config, world, "127.0.0.1:0".parse().unwrap())
+                    .await
+                    .unwrap();
+                let emu = std::sync::Arc::new(emu);
+                tx.send(emu.clone()).unwrap();
+                let _ = stop_rx.await;
+            });
+        });
+        let emulator = rx.recv().unwrap();
+        EmulatorThread {
+            url: emulator.url(),
+            addr: emulator.addr(),
+            emulator,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn truth(&self) -> GroundTruth {
+        self.emulator.ground_truth()
+    }
+
+    pub fn emulator(&self) -> &Emulator {
+        &self.emulator
+    }
+}
+
+impl Drop for EmulatorThread {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The masters of `world` as input rows.
+pub fn specs_of(world: &World) -> Vec<InstanceSpec> {
+    world
+        .instances
+        .values()
+        .filter(|i| i.instance_type == 1)
+        .enumerate()
+        .map(|(n, i)| InstanceSpec {
+            id: i.id.clone(),
+            region: i.region.clone(),
+            key_id: None,
+            key_region: None,
+            labels: vec![("name".into(), i.name.clone())],
+            line: n as u64 + 2,
+        })
+        .collect()
+}
+
+/// Fast timings for tests: Open up to 400 ms, reads up to 20 ms.
+pub fn fast_config(rate: u32) -> EmulatorConfig {
+    use fleetcrypt::api::cdb::*;
+    use fleetcrypt::emulator::Latency;
+    let mut c = EmulatorConfig::default();
+    for v in c.rate_limits.values_mut() {
+        *v = rate;
+    }
+    c.latency.insert(
+        OPEN_DB_INSTANCE_ENCRYPTION.into(),
+        Latency::between(Duration::from_millis(20), Duration::from_millis(400)),
+    );
+    for a in [DESCRIBE_DB_INSTANCE_INFO, DESCRIBE_DB_FEATURES] {
+        c.latency.insert(
+            a.into(),
+            Latency::between(Duration::from_millis(1), Duration::from_millis(20)),
+        );
+    }
+    c.apply_within = Duration::from_millis(300);
+    c.hang_for = Duration::from_secs(3);
+    c
+}

@@ -1,0 +1,130 @@
+//! The runner, in-process, against the emulator with faults: every instance
+//! ends terminal and agrees with the emulator's ground truth; no sliding second
+//! holds more than the rate; nothing is re-sent blind.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use fleetcrypt::api::cdb::*;
+use fleetcrypt::api::{Client, ClientOptions, Credentials, EndpointPolicy};
+use fleetcrypt::emulator::{Faults, Generate, World};
+use fleetcrypt::journal::{read, schema, Journal, State};
+use fleetcrypt::runner::{self, Counters, RunConfig};
+use tokio_util::sync::CancellationToken;
+
+fn run_config(url: &str, rate: u32) -> RunConfig {
+    RunConfig {
+        rate,
+        timeout: Duration::from_millis(1000),
+        settle_margin: Duration::from_millis(300),
+        verify_deadline: Duration::from_secs(5),
+        endpoints: EndpointPolicy::Custom(url.to_string()),
+        retry_backoff: runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
+        poll_backoff: runner::Backoff::new(Duration::from_millis(100), Duration::from_millis(500)),
+        drain_limit: Duration::from_secs(5),
+        ..RunConfig::default()
+    }
+}
+
+fn client(timeout: Duration) -> Client {
+    Client::new(
+        Credentials::new(SECRET_ID, SECRET_KEY),
+        &ClientOptions {
+            timeout,
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_faults_end_in_ground_truth() {
+    let world = World::generate(&Generate {
+        count: 500,
+        share_encrypted: 0.1,
+        share_unsupported: 0.02,
+        share_needs_upgrade: 0.02,
+        seed: 7,
+        ..Generate::default()
+    });
+    let specs = specs_of(&world);
+    let rate = 40;
+    let mut cfg = fast_config(rate);
+    cfg.faults = Faults::mixed(0.20);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let config = run_config(&emu.url, rate);
+    let counters = Arc::new(Counters::default());
+    let stop = runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        counters.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let truth = emu.truth();
+    let conn = schema::open_reader(&path).unwrap();
+    let mut states = std::collections::BTreeMap::new();
+    read::for_each_instance(&conn, |row| {
+        states.insert(row.instance_id.clone(), row);
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(states.len(), 500);
+    let mut by_state = std::collections::BTreeMap::new();
+    for (id, row) in &states {
+        *by_state.entry(row.state).or_insert(0) += 1;
+        assert!(row.state.is_terminal(), "{id} left {}", row.state);
+        let t = &truth.instances[id];
+        match row.state {
+            State::Encrypted => assert!(t.encrypted, "{id} journaled encrypted but is not"),
+            State::AlreadyEncrypted => {
+                assert!(t.encrypted);
+                assert_eq!(
+                    t.open_calls, 0,
+                    "{id}: Open sent to an already encrypted instance"
+                );
+            }
+            State::Failed => assert!(
+                !t.encrypted,
+                "{id} failed in the journal but is encrypted: {:?}",
+                row.last_error_code
+            ),
+            _ => unreachable!(),
+        }
+    }
+    eprintln!("{by_state:?}");
+    assert_eq!(
+        truth.total_blind_open_calls(),
+        0,
+        "an Open was re-sent without a settled NO"
+    );
+    for a in [
+        OPEN_DB_INSTANCE_ENCRYPTION,
+        DESCRIBE_DB_INSTANCE_INFO,
+        DESCRIBE_DB_FEATURES,
+    ] {
+        let seen = truth.action(a);
+        assert!(seen.max_in_1s_window <= rate as usize, "{a}: {seen:?}");
+    }
+    // The journal agrees about the rate it kept.
+    let journal_max = read::max_requests_in_1s_window(&conn).unwrap();
+    for (a, n) in &journal_max {
+        assert!(*n <= rate as u64, "{a}: journal shows {n}");
+    }
+    assert!(by_state.get(&State::Encrypted).copied().unwrap_or(0) > 300);
+    assert_eq!(truth.signature_failures, 0);
+}
