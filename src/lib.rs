@@ -11,8 +11,10 @@
 //! - [`emulator`]: a local stand-in for the CDB and KMS APIs (wire format,
 //!   signatures, rate limits, latency, faults) with a ground-truth view.
 pub mod api;
+pub mod cli;
 pub mod emulator;
 pub mod input;
 pub mod journal;
+pub mod report;
 pub mod runner;
 pub mod window;

@@ -1,0 +1,207 @@
+//! `fleetcrypt emulator`: the emulator as a standalone server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{exit, parse_duration};
+use crate::emulator::{Emulator, EmulatorConfig, Faults, Generate, Latency, World};
+use crate::input::{self, Defaults};
+
+#[derive(Debug, Clone, Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on (port 0 picks a free port; the real one is printed).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Emulate this fleet (an input CSV or list), unencrypted unless a row says Encryption=YES.
+    #[arg(long, conflicts_with = "generate")]
+    pub fleet: Option<PathBuf>,
+    /// Generate a random fleet of N master instances.
+    #[arg(long)]
+    pub generate: Option<usize>,
+    /// Regions for --generate (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ap-guangzhou,ap-shanghai,ap-singapore"
+    )]
+    pub regions: Vec<String>,
+    /// Share of generated instances already encrypted.
+    #[arg(long, default_value_t = 0.1)]
+    pub share_encrypted: f64,
+    /// Share of generated instances that do not support encryption.
+    #[arg(long, default_value_t = 0.02)]
+    pub share_unsupported: f64,
+    /// Share of generated instances that need a kernel upgrade first.
+    #[arg(long, default_value_t = 0.02)]
+    pub share_needs_upgrade: f64,
+    /// Share of generated read-only replicas beside the masters.
+    #[arg(long, default_value_t = 0.0)]
+    pub share_replicas: f64,
+    /// Accepted SecretId (default TENCENTCLOUD_SECRET_ID, else one is generated and printed).
+    #[arg(long)]
+    pub secret_id: Option<String>,
+    /// Accepted SecretKey (default TENCENTCLOUD_SECRET_KEY).
+    #[arg(long)]
+    pub secret_key: Option<String>,
+    /// Per-action limit per (Host, SecretId) and sliding second: ACTION=N (0 = none; repeatable).
+    #[arg(long, value_name = "ACTION=N")]
+    pub rate_limit: Vec<String>,
+    /// The same limit for every action.
+    #[arg(long)]
+    pub rate_limit_all: Option<u32>,
+    /// Latency of an action: ACTION=MIN..MAX, e.g. OpenDBInstanceEncryption=1s..10s (repeatable).
+    #[arg(long, value_name = "ACTION=MIN..MAX")]
+    pub latency: Vec<String>,
+    /// No latency at all.
+    #[arg(long)]
+    pub instant: bool,
+    /// Fault probability: NAME=P, e.g. internal-applied=0.05 (repeatable).
+    #[arg(long, value_name = "NAME=P")]
+    pub fault: Vec<String>,
+    /// Spread this total probability over every fault.
+    #[arg(long)]
+    pub faults_mixed: Option<f64>,
+    /// Delay before Encryption reads YES after being applied.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub propagation: Duration,
+    /// Faults that apply in the background do so within this long.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub apply_within: Duration,
+    /// How long a hung call holds its connection.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub hang_for: Duration,
+    /// Multiply every latency and delay (0.1 = ten times faster).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+fn parse_kv(s: &str) -> Result<(&str, &str), String> {
+    s.split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))
+}
+
+fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
+    let mut c = EmulatorConfig {
+        propagation: args.propagation,
+        apply_within: args.apply_within,
+        hang_for: args.hang_for,
+        seed: args.seed,
+        ..EmulatorConfig::default()
+    };
+    if args.instant {
+        c = c.instant();
+    }
+    if let Some(n) = args.rate_limit_all {
+        for v in c.rate_limits.values_mut() {
+            *v = n;
+        }
+    }
+    for r in &args.rate_limit {
+        let (a, n) = parse_kv(r)?;
+        c.rate_limits.insert(
+            a.to_string(),
+            n.parse().map_err(|_| format!("{r:?}: bad number"))?,
+        );
+    }
+    for l in &args.latency {
+        let (a, range) = parse_kv(l)?;
+        let (lo, hi) = range.split_once("..").unwrap_or((range, range));
+        c.latency.insert(
+            a.to_string(),
+            Latency::between(parse_duration(lo)?, parse_duration(hi)?),
+        );
+    }
+    if let Some(total) = args.faults_mixed {
+        c.faults = Faults::mixed(total);
+    }
+    for f in &args.fault {
+        let (name, p) = parse_kv(f)?;
+        c.faults.set(
+            name,
+            p.parse().map_err(|_| format!("{f:?}: bad probability"))?,
+        )?;
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let id = args
+        .secret_id
+        .clone()
+        .or_else(|| env("TENCENTCLOUD_SECRET_ID"));
+    let key = args
+        .secret_key
+        .clone()
+        .or_else(|| env("TENCENTCLOUD_SECRET_KEY"));
+    let generated = id.is_none() || key.is_none();
+    let (id, key) = match (id, key) {
+        (Some(i), Some(k)) => (i, k),
+        _ => (
+            format!(
+                "AKIDemu{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..16]
+            ),
+            uuid::Uuid::new_v4().simple().to_string(),
+        ),
+    };
+    c.credentials = vec![(id, key)];
+    if args.time_scale != 1.0 {
+        c = c.time_scaled(args.time_scale);
+    }
+    Ok((c, generated))
+}
+
+pub async fn run(args: EmulatorArgs) -> u8 {
+    let (config, generated) = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fleetcrypt emulator: {e}");
+            return exit::USAGE;
+        }
+    };
+    let world = match (&args.fleet, args.generate) {
+        (Some(path), _) => match input::load(&path.display().to_string(), &Defaults::default()) {
+            Ok(specs) => super::job::world_from_fleet(&specs),
+            Err(e) => {
+                eprint!("fleetcrypt emulator: {e}");
+                return exit::USAGE;
+            }
+        },
+        (None, n) => World::generate(&Generate {
+            count: n.unwrap_or(100),
+            regions: args.regions.clone(),
+            share_encrypted: args.share_encrypted,
+            share_unsupported: args.share_unsupported,
+            share_needs_upgrade: args.share_needs_upgrade,
+            share_replicas: args.share_replicas,
+            seed: args.seed,
+            ..Generate::default()
+        }),
+    };
+    let instances = world.instances.len();
+    let (id, key) = config.credentials[0].clone();
+    let emu = match Emulator::start(config, world, args.listen).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("fleetcrypt emulator: cannot listen on {}: {e}", args.listen);
+            return exit::SOME_FAILED;
+        }
+    };
+    println!(
+        "fleetcrypt emulator listening on {} ({instances} instances)",
+        emu.url()
+    );
+    if generated {
+        // The emulator's own throwaway pair: printing it is how a user gets it.
+        println!("export TENCENTCLOUD_SECRET_ID={id}");
+        println!("export TENCENTCLOUD_SECRET_KEY={key}");
+    }
+    println!("ground truth: curl {}/__emulator/state", emu.url());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    emu.stop();
+    exit::OK
+}

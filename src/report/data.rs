@@ -1,0 +1,197 @@
+//! What every report format shares: the overview numbers and the time series.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::journal::{chain, read, State};
+
+/// ISO 8601 UTC with milliseconds.
+pub fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub generated_at: String,
+    pub journal: String,
+    pub tool_version: &'static str,
+    pub counts: BTreeMap<State, u64>,
+    pub total: u64,
+    pub pending: u64,
+    pub limit_per_s: Option<i64>,
+    pub max_window: BTreeMap<String, u64>,
+    pub chain_head: String,
+    pub runs: Vec<read::RunRow>,
+    pub first_ms: Option<i64>,
+    pub last_ms: Option<i64>,
+}
+
+pub fn overview(conn: &Connection, journal: &Path) -> rusqlite::Result<Overview> {
+    let counts = read::counts(conn)?;
+    let total = counts.values().sum();
+    let pending = counts
+        .iter()
+        .filter(|(s, _)| !s.is_terminal())
+        .map(|(_, n)| n)
+        .sum();
+    let runs = read::runs(conn)?;
+    let limit_per_s = runs.iter().rev().find_map(|r| r.rate_limit);
+    let (first_ms, last_ms) =
+        conn.query_row("SELECT MIN(at_ms), MAX(at_ms) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(Overview {
+        generated_at: iso(crate::journal::now_ms()),
+        journal: journal.display().to_string(),
+        tool_version: env!("CARGO_PKG_VERSION"),
+        counts,
+        total,
+        pending,
+        limit_per_s,
+        max_window: read::max_requests_in_1s_window(conn)?,
+        chain_head: chain::head(conn)?,
+        runs,
+        first_ms,
+        last_ms,
+    })
+}
+
+/// Per-bucket values over the run, for the charts.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub start_ms: i64,
+    pub bucket_ms: i64,
+    /// action -> the busiest second within each bucket.
+    pub requests: BTreeMap<String, Vec<u64>>,
+    /// state -> instances that reached it, cumulative, at the end of each bucket.
+    pub reached: BTreeMap<&'static str, Vec<u64>>,
+    pub buckets: usize,
+}
+
+/// Bins requests per second (peak per bucket) and state arrivals over time, in at most `max_points` buckets.
+pub fn series(conn: &Connection, max_points: usize) -> rusqlite::Result<Series> {
+    let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT MIN(sent_at_ms), MAX(COALESCE(sent_at_ms, at_ms)) FROM events WHERE sent_at_ms IS NOT NULL OR kind IN ('VerifiedEncrypted','FoundAlreadyEncrypted','PreflightFailed','GaveUp','AttemptAnswered')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Ok(Series::default());
+    };
+    let start = lo - lo % 1000;
+    let span_s = ((hi - start) / 1000 + 1).max(1);
+    let per_bucket_s = ((span_s as usize).div_ceil(max_points.max(1))).max(1) as i64;
+    let buckets = (span_s / per_bucket_s + 1) as usize;
+    let mut s = Series {
+        start_ms: start,
+        bucket_ms: per_bucket_s * 1000,
+        buckets,
+        ..Series::default()
+    };
+    let mut stmt = conn.prepare(
+        "SELECT action, sent_at_ms / 1000 AS sec, count(*) FROM events WHERE sent_at_ms IS NOT NULL AND action IS NOT NULL GROUP BY action, endpoint, sec",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let action: String = r.get(0)?;
+        let sec: i64 = r.get(1)?;
+        let n: u64 = r.get(2)?;
+        let b =
+            (((sec * 1000 - start) / 1000) / per_bucket_s).clamp(0, buckets as i64 - 1) as usize;
+        let v = s.requests.entry(action).or_insert_with(|| vec![0; buckets]);
+        v[b] = v[b].max(n);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT to_state, at_ms FROM events WHERE to_state IN ('encrypted','already_encrypted','failed') AND from_state IS NOT to_state ORDER BY at_ms",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut increments: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+    for st in ["encrypted", "already_encrypted", "failed"] {
+        increments.insert(st, vec![0; buckets]);
+    }
+    while let Some(r) = rows.next()? {
+        let st: String = r.get(0)?;
+        let at: i64 = r.get(1)?;
+        let b = ((at - start) / s.bucket_ms).clamp(0, buckets as i64 - 1) as usize;
+        if let Some(v) = increments
+            .iter_mut()
+            .find(|(k, _)| **k == st)
+            .map(|(_, v)| v)
+        {
+            v[b] += 1;
+        }
+    }
+    for (k, v) in increments {
+        let mut acc = 0;
+        s.reached.insert(
+            k,
+            v.into_iter()
+                .map(|x| {
+                    acc += x;
+                    acc
+                })
+                .collect(),
+        );
+    }
+    Ok(s)
+}
+
+/// A timeline of notable moments: runs, and per-minute counts of what happened.
+pub fn timeline(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut out = Vec::new();
+    for r in read::runs(conn)? {
+        out.push((
+            r.started_at_ms,
+            format!(
+                "run {} started: `{}` (pid {}, rate {})",
+                r.id,
+                r.command,
+                r.pid,
+                r.rate_limit
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "-".into())
+            ),
+        ));
+        match (r.ended_at_ms, r.exit_code) {
+            (Some(end), Some(code)) => {
+                out.push((end, format!("run {} ended with exit code {code}", r.id)))
+            }
+            _ => {}
+        }
+    }
+    let mut stmt = conn.prepare(
+        "SELECT at_ms / 60000 AS minute, kind, count(*) FROM events WHERE kind IN ('VerifiedEncrypted','FoundAlreadyEncrypted','PreflightFailed','GaveUp','RetryScheduled','AttemptRecovered','ResetForRetry') OR (kind = 'AttemptAnswered' AND detail IN ('ambiguous','refused')) GROUP BY minute, kind ORDER BY minute",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut per_minute: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let minute: i64 = r.get(0)?;
+        let kind: String = r.get(1)?;
+        let n: u64 = r.get(2)?;
+        let label = match kind.as_str() {
+            "VerifiedEncrypted" => "verified encrypted",
+            "FoundAlreadyEncrypted" => "found already encrypted",
+            "PreflightFailed" => "failed preflight",
+            "GaveUp" => "failed after attempts",
+            "RetryScheduled" => "retries scheduled after a verified NO",
+            "AttemptRecovered" => {
+                "attempts recovered after a crash (verified before anything else)"
+            }
+            "ResetForRetry" => "reset for retry",
+            _ => "ambiguous or refused answers",
+        };
+        per_minute
+            .entry(minute)
+            .or_default()
+            .push(format!("{n} {label}"));
+    }
+    for (minute, parts) in per_minute {
+        out.push((minute * 60_000, parts.join(", ")));
+    }
+    out.sort_by_key(|(t, _)| *t);
+    Ok(out)
+}

@@ -1,0 +1,291 @@
+//! `report --format html`: one self-contained file (inline CSS and SVG, a few
+//! lines of inline script for search and sort, nothing from the network), all
+//! text escaped, readable printed to PDF.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use rusqlite::Connection;
+
+use super::data::{iso, series, timeline, Overview, Series};
+use super::ReportError;
+use crate::api::classify::hint;
+use crate::journal::{read, State};
+
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            _ => o.push(c),
+        }
+    }
+    o
+}
+
+const CSS: &str = r#"
+:root{--ink:#1d2330;--muted:#5b6475;--line:#dde2ea;--ok:#1f8a4c;--info:#2f6fb3;--bad:#c0392b;--warn:#b7791f;--bg:#f6f8fb}
+*{box-sizing:border-box}body{font:14px/1.45 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--ink);margin:0;background:var(--bg)}
+main{max-width:1100px;margin:0 auto;padding:28px 24px 60px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:17px;margin:32px 0 10px;border-bottom:1px solid var(--line);padding-bottom:6px}
+.meta{color:var(--muted);font-size:12.5px}.meta code{font-size:11.5px;word-break:break-all}
+.cards{display:grid;grid-template-columns:repeat(5,1fr);gap:12px;margin:20px 0}
+.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px}
+.card .n{font-size:26px;font-weight:650}.card .l{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.card.ok .n{color:var(--ok)}.card.info .n{color:var(--info)}.card.bad .n{color:var(--bad)}.card.warn .n{color:var(--warn)}
+.panel{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:10px 0}
+table{border-collapse:collapse;width:100%;font-size:12.5px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
+th{background:#eef2f7;font-weight:600;cursor:pointer;user-select:none;white-space:nowrap}td.num,th.num{text-align:right}
+.state{display:inline-block;padding:1px 7px;border-radius:10px;font-size:11.5px;font-weight:600}
+.s-encrypted{background:#e3f4ea;color:var(--ok)}.s-already_encrypted{background:#e6eef8;color:var(--info)}.s-failed{background:#fbe7e4;color:var(--bad)}
+.s-pending,.s-requesting,.s-verifying,.s-retry_wait{background:#fdf3e1;color:var(--warn)}
+.ok-note{color:var(--ok);font-weight:600}.bad-note{color:var(--bad);font-weight:600}
+input[type=search]{width:100%;padding:7px 10px;border:1px solid var(--line);border-radius:6px;margin:4px 0 10px;font:inherit}
+svg text{font:11px -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;fill:var(--muted)}
+.legend span{display:inline-block;margin-right:14px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;vertical-align:-1px}
+ul.timeline{margin:0;padding-left:18px}ul.timeline li{margin:2px 0}code{font-family:ui-monospace,Menlo,Consolas,monospace}
+@media print{body{background:#fff}main{padding:0;max-width:none}.panel,.card{break-inside:avoid}input[type=search]{display:none}th{cursor:default}h2{break-after:avoid}}
+"#;
+
+const SCRIPT: &str = r#"
+(function(){var q=document.getElementById('q'),t=document.getElementById('instances');if(!q||!t)return;var b=t.tBodies[0];
+q.addEventListener('input',function(){var v=q.value.toLowerCase();for(var i=0;i<b.rows.length;i++){var r=b.rows[i];r.style.display=r.textContent.toLowerCase().indexOf(v)>=0?'':'none';}});
+var hs=t.tHead.rows[0].cells;for(var k=0;k<hs.length;k++)(function(k){var asc=true;hs[k].addEventListener('click',function(){var rows=Array.prototype.slice.call(b.rows);var num=hs[k].classList.contains('num');
+rows.sort(function(x,y){var a=x.cells[k].textContent,c=y.cells[k].textContent;if(num){a=+a;c=+c;}return (a<c?-1:a>c?1:0)*(asc?1:-1);});asc=!asc;rows.forEach(function(r){b.appendChild(r);});});})(k);})();
+"#;
+
+const COLORS: [&str; 6] = [
+    "#2f6fb3", "#1f8a4c", "#b7791f", "#8e44ad", "#16a085", "#7f8c8d",
+];
+
+fn polyline(values: &[u64], max: f64, w: f64, h: f64, x0: f64, color: &str, dash: bool) -> String {
+    if values.is_empty() {
+        return String::new();
+    }
+    let n = values.len().max(2) as f64 - 1.0;
+    let pts: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                "{:.1},{:.1}",
+                x0 + i as f64 / n * w,
+                h - (*v as f64 / max) * h + 10.0
+            )
+        })
+        .collect();
+    format!(
+        "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.6\"{} points=\"{}\"/>",
+        if dash {
+            " stroke-dasharray=\"4 3\""
+        } else {
+            ""
+        },
+        pts.join(" ")
+    )
+}
+
+fn chart(
+    title_left: &str,
+    lines: &[(String, Vec<u64>, &str)],
+    limit: Option<u64>,
+    s: &Series,
+) -> String {
+    let (w, h, x0) = (960.0, 190.0, 44.0);
+    let max = lines
+        .iter()
+        .flat_map(|(_, v, _)| v.iter().copied())
+        .chain(limit)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {} {}\" width=\"100%\" role=\"img\" aria-label=\"{}\">",
+        w + x0 + 10.0,
+        h + 34.0,
+        esc(title_left)
+    );
+    for i in 0..=4 {
+        let y = 10.0 + h - h * i as f64 / 4.0;
+        let _ = write!(svg, "<line x1=\"{x0}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e6e9ef\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.0}</text>", x0 + w, x0 - 6.0, y + 4.0, max * i as f64 / 4.0);
+    }
+    if let Some(l) = limit {
+        let y = 10.0 + h - (l as f64 / max) * h;
+        let _ = write!(svg, "<line x1=\"{x0}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#c0392b\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" style=\"fill:#c0392b\">limit {l}/s</text>", x0 + w, x0 + w, y - 4.0);
+    }
+    for (_, v, color) in lines {
+        svg.push_str(&polyline(v, max, w, h, x0, color, false));
+    }
+    let secs = (s.buckets as i64 * s.bucket_ms) / 1000;
+    let _ = write!(svg, "<text x=\"{x0}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">+{secs}s</text></svg>", h + 28.0, esc(&iso(s.start_ms)), x0 + w, h + 28.0);
+    let legend: String = lines
+        .iter()
+        .map(|(name, _, c)| format!("<span><i style=\"background:{c}\"></i>{}</span>", esc(name)))
+        .collect();
+    format!("<div class=\"legend\">{legend}</div>{svg}")
+}
+
+pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(), ReportError> {
+    let s = series(conn, 480)?;
+    let mut h = String::with_capacity(1 << 16);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>fleetcrypt audit report</title><style>{CSS}</style></head><body><main>"
+    );
+    let _ = write!(
+        h,
+        "<h1>Storage encryption audit report</h1><div class=\"meta\">Generated {} by fleetcrypt {} from journal <code>{}</code><br>Journal chain head <code>{}</code> — <code>fleetcrypt journal verify</code> re-checks every event against it.</div>",
+        esc(&o.generated_at),
+        esc(o.tool_version),
+        esc(&o.journal),
+        esc(&o.chain_head)
+    );
+    let cards = [
+        ("ok", "encrypted", o.counts[&State::Encrypted]),
+        (
+            "info",
+            "already encrypted",
+            o.counts[&State::AlreadyEncrypted],
+        ),
+        ("bad", "failed", o.counts[&State::Failed]),
+        ("warn", "not finished", o.pending),
+        ("", "total", o.total),
+    ];
+    h.push_str("<div class=\"cards\">");
+    for (class, label, n) in cards {
+        let _ = write!(h, "<div class=\"card {class}\"><div class=\"n\">{n}</div><div class=\"l\">{label}</div></div>");
+    }
+    h.push_str("</div>");
+    let done_ok = o.counts[&State::Encrypted] + o.counts[&State::AlreadyEncrypted];
+    if o.total > 0 && done_ok == o.total {
+        h.push_str("<p class=\"ok-note\">Every instance in the journal has storage encryption enabled, each confirmed by a DescribeDBInstanceInfo read.</p>");
+    } else if o.total > 0 {
+        let _ = write!(h, "<p class=\"bad-note\">{} of {} instances are not confirmed encrypted; see the failures below.</p>", o.total - done_ok, o.total);
+    }
+
+    // Rate chart.
+    let limit = o.limit_per_s.map(|l| l.max(0) as u64);
+    let lines: Vec<(String, Vec<u64>, &str)> = s
+        .requests
+        .iter()
+        .enumerate()
+        .map(|(i, (a, v))| (a.clone(), v.clone(), COLORS[i % COLORS.len()]))
+        .collect();
+    let _ = write!(
+        h,
+        "<h2>Requests per second against the limit</h2><div class=\"panel\">"
+    );
+    let window: Vec<String> = o
+        .max_window
+        .iter()
+        .map(|(a, n)| format!("{} <b>{n}</b>", esc(a)))
+        .collect();
+    let _ = write!(
+        h,
+        "<div class=\"meta\">Busiest sliding second per action (from the journal's send times, per endpoint): {}. Limit: {} per action and endpoint.</div>",
+        if window.is_empty() { "none".to_string() } else { window.join(", ") },
+        limit.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
+    );
+    h.push_str(&chart("requests per second", &lines, limit, &s));
+    h.push_str("</div>");
+
+    // States chart.
+    let state_lines: Vec<(String, Vec<u64>, &str)> = [
+        ("encrypted", "#1f8a4c"),
+        ("already_encrypted", "#2f6fb3"),
+        ("failed", "#c0392b"),
+    ]
+    .iter()
+    .filter_map(|(k, c)| s.reached.get(k).map(|v| (k.to_string(), v.clone(), *c)))
+    .collect();
+    let _ = write!(
+        h,
+        "<h2>Instances reaching a final state over time</h2><div class=\"panel\">{}</div>",
+        chart("instances", &state_lines, None, &s)
+    );
+
+    // Failures.
+    h.push_str("<h2>Failures by error code</h2>");
+    let failures = read::failures_by_code(conn)?;
+    if failures.is_empty() {
+        h.push_str("<div class=\"panel\">No failures.</div>");
+    } else {
+        h.push_str("<div class=\"panel\"><table><thead><tr><th>error code</th><th class=\"num\">instances</th><th>last message and hint</th><th>instances</th></tr></thead><tbody>");
+        for (code, n, ids, msg) in &failures {
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code></td><td class=\"num\">{n}</td><td>{}{}</td><td>{}</td></tr>",
+                esc(code),
+                esc(msg),
+                hint(code).map(|x| format!("<br><i>Hint: {}</i>", esc(x))).unwrap_or_default(),
+                esc(&ids.join(", "))
+            );
+        }
+        h.push_str("</tbody></table></div>");
+    }
+
+    // Timeline.
+    h.push_str("<h2>Timeline (UTC)</h2><div class=\"panel\"><ul class=\"timeline\">");
+    for (t, what) in timeline(conn)? {
+        let _ = write!(h, "<li><code>{}</code> — {}</li>", esc(&iso(t)), esc(&what));
+    }
+    h.push_str("</ul></div>");
+
+    // Instances.
+    let _ = write!(h, "<h2>Instances ({})</h2><div class=\"panel\"><input type=\"search\" id=\"q\" placeholder=\"Filter by id, region, state, error, label…\" aria-label=\"filter instances\"><table id=\"instances\"><thead><tr><th>instance</th><th>region</th><th>key</th><th>state</th><th class=\"num\">attempts</th><th>last RequestId</th><th>last error</th><th>verified at</th><th>labels</th></tr></thead><tbody>", o.total);
+    out.write_all(h.as_bytes())?;
+    read::for_each_instance(conn, |r| {
+        let labels: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&r.labels).unwrap_or_default();
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{}={}", esc(k), esc(v.as_str().unwrap_or(""))))
+            .collect();
+        let key = match (&r.key_id, &r.key_region) {
+            (Some(k), Some(kr)) => format!("{} ({})", esc(k), esc(kr)),
+            _ => "default".into(),
+        };
+        let err = match (&r.last_error_code, &r.last_error_message) {
+            (Some(c), Some(m)) => format!("<code>{}</code> {}", esc(c), esc(m)),
+            (Some(c), None) => format!("<code>{}</code>", esc(c)),
+            _ => String::new(),
+        };
+        write!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><span class=\"state s-{}\">{}</span></td><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.instance_id),
+            esc(&r.region),
+            key,
+            r.state.as_str(),
+            r.state.as_str(),
+            r.attempts,
+            esc(r.last_request_id.as_deref().unwrap_or("")),
+            err,
+            r.verified_at_ms.map(iso).unwrap_or_default(),
+            labels.join("<br>")
+        )
+    })??;
+    write!(
+        out,
+        "</tbody></table></div></main><script>{SCRIPT}</script></body></html>\n"
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::esc;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc("<script>\"x\"&'y'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;"
+        );
+    }
+}

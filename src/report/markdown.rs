@@ -1,0 +1,100 @@
+//! `report --format md`: summary, rate kept, failures grouped by code with hints, timeline.
+
+use std::io::Write;
+
+use rusqlite::Connection;
+
+use super::data::{iso, timeline, Overview};
+use super::ReportError;
+use crate::api::classify::hint;
+use crate::journal::{read, State};
+
+/// Markdown table cells: no pipes or newlines from user data.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(), ReportError> {
+    writeln!(out, "# fleetcrypt audit report\n")?;
+    writeln!(out, "- Generated: {}", o.generated_at)?;
+    writeln!(out, "- Journal: `{}`", o.journal)?;
+    writeln!(out, "- Tool version: {}", o.tool_version)?;
+    writeln!(
+        out,
+        "- Journal chain head: `{}` (verify with `fleetcrypt journal verify`)",
+        o.chain_head
+    )?;
+    if let (Some(a), Some(b)) = (o.first_ms, o.last_ms) {
+        writeln!(out, "- Activity: {} to {}", iso(a), iso(b))?;
+    }
+    writeln!(out, "\n## Summary\n")?;
+    writeln!(out, "| state | instances |\n|---|---:|")?;
+    for (label, n) in [
+        ("encrypted", o.counts[&State::Encrypted]),
+        ("already_encrypted", o.counts[&State::AlreadyEncrypted]),
+        ("failed", o.counts[&State::Failed]),
+        ("pending (not finished)", o.pending),
+        ("**total**", o.total),
+    ] {
+        writeln!(out, "| {label} | {n} |")?;
+    }
+    writeln!(out, "\n## Rate limit kept\n")?;
+    writeln!(
+        out,
+        "Configured limit: {} requests per second per action and endpoint. Busiest sliding second seen in the journal's send times:\n",
+        o.limit_per_s.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
+    )?;
+    writeln!(
+        out,
+        "| action | max requests in any 1 s window |\n|---|---:|"
+    )?;
+    for (a, n) in &o.max_window {
+        writeln!(out, "| {a} | {n} |")?;
+    }
+    writeln!(out, "\n## Failures by error code\n")?;
+    let failures = read::failures_by_code(conn)?;
+    if failures.is_empty() {
+        writeln!(out, "No failures.")?;
+    }
+    for (code, n, ids, msg) in failures {
+        writeln!(out, "### `{}` — {n} instance(s)\n", cell(&code))?;
+        writeln!(out, "Last message: {}\n", cell(&msg))?;
+        if let Some(h) = hint(&code) {
+            writeln!(out, "Hint: {h}\n")?;
+        }
+        writeln!(
+            out,
+            "Instances: {}\n",
+            ids.iter()
+                .map(|i| format!("`{i}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    writeln!(out, "## Timeline (UTC)\n")?;
+    for (t, what) in timeline(conn)? {
+        writeln!(out, "- {} — {}", iso(t), cell(&what))?;
+    }
+    writeln!(out, "\n## Instances\n")?;
+    writeln!(out, "| instance | region | key | state | attempts | last RequestId | last error | verified at |\n|---|---|---|---|---:|---|---|---|")?;
+    read::for_each_instance(conn, |r| {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&r.instance_id),
+            cell(&r.region),
+            cell(
+                &r.key_id
+                    .clone()
+                    .map(|k| format!("{k} ({})", r.key_region.clone().unwrap_or_default()))
+                    .unwrap_or_else(|| "default (KMS-CDB)".into())
+            ),
+            r.state,
+            r.attempts,
+            cell(r.last_request_id.as_deref().unwrap_or("")),
+            cell(r.last_error_code.as_deref().unwrap_or("")),
+            r.verified_at_ms.map(iso).unwrap_or_default()
+        )
+    })??;
+    Ok(())
+}
