@@ -193,12 +193,12 @@ async fn faults_are_classified_by_the_client() {
                 &json!({"InstanceId": "cdb-abcd1234"}),
             )
             .await;
-        let ok = match (&r.result, check) {
-            (Err(Failure::BadStatus { status: 502, .. }), "bad") => true,
-            (Err(Failure::NoAnswer(_)), "noanswer") => true,
-            (Err(Failure::Unreadable(_)), "unreadable") => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (&r.result, check),
+            (Err(Failure::BadStatus { status: 502, .. }), "bad")
+                | (Err(Failure::NoAnswer(_)), "noanswer")
+                | (Err(Failure::Unreadable(_)), "unreadable")
+        );
         assert!(ok, "{fault}: {:?}", r.result);
     }
 }

@@ -38,7 +38,7 @@ pub fn status(global: &Global, as_json: bool) -> u8 {
         let lock_held = JournalLock::acquire(&global.journal).is_err();
         let failures: Vec<Value> = read::failures_by_code(&conn)?
             .into_iter()
-            .map(|(code, n, ids, msg)| {
+            .map(|read::FailureGroup { code, count: n, instances: ids, message: msg }| {
                 json!({"code": code, "count": n, "examples": ids.into_iter().take(5).collect::<Vec<_>>(),
                        "message": msg, "hint": hint(&code)})
             })

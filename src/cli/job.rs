@@ -185,7 +185,7 @@ pub async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs) -> u8 
             }
         }
     }
-    let counts = journal.query(|c| read::counts(c)).await.unwrap_or_default();
+    let counts = journal.query(read::counts).await.unwrap_or_default();
     let open: u64 = counts
         .iter()
         .filter(|(s, _)| !s.is_terminal())
@@ -258,7 +258,7 @@ async fn drive(
             exit::SOME_FAILED
         }
         Ok(None) => {
-            let counts = journal.query(|c| read::counts(c)).await.unwrap_or_default();
+            let counts = journal.query(read::counts).await.unwrap_or_default();
             let bad: u64 = counts
                 .iter()
                 .filter(|(s, _)| !s.is_success())
@@ -316,7 +316,13 @@ pub fn print_summary(path: &Path, elapsed: Duration, rate: u32) {
     if let Ok(failures) = read::failures_by_code(&conn) {
         if !failures.is_empty() {
             out.push_str("Failures by error code:\n");
-            for (code, n, ids, msg) in failures {
+            for read::FailureGroup {
+                code,
+                count: n,
+                instances: ids,
+                message: msg,
+            } in failures
+            {
                 let shown: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
                 out.push_str(&format!(
                     "  {code:<32} {n:>5}  e.g. {}{}\n    {msg}\n",
@@ -471,14 +477,16 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         &uuid::Uuid::new_v4().simple().to_string()[..16]
     );
     let secret_key = uuid::Uuid::new_v4().simple().to_string();
-    let mut faults = Faults::default();
-    faults.internal_applied = 0.08;
-    faults.internal = 0.05;
-    faults.kms_error = 0.03;
-    faults.reset_applied = 0.03;
-    faults.bad_gateway = 0.02;
-    faults.hang_applied = 0.02;
-    faults.describe_internal = 0.02;
+    let faults = Faults {
+        internal_applied: 0.08,
+        internal: 0.05,
+        kms_error: 0.03,
+        reset_applied: 0.03,
+        bad_gateway: 0.02,
+        hang_applied: 0.02,
+        describe_internal: 0.02,
+        ..Faults::default()
+    };
     let mut emu_config = EmulatorConfig {
         credentials: vec![(secret_id.clone(), secret_key.clone())],
         faults,

@@ -1,5 +1,7 @@
 //! The HTTP side: authentication exactly as Tencent Cloud checks it, per-quota
 //! rate limits, the five actions, and fault injection.
+// An error here *is* the HTTP answer to send, so `Result<_, Response>` is the natural shape.
+#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -370,7 +372,14 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             tokio::time::sleep(latency).await;
             resp
         }
-        Decided::Open { id, plan } => act_open(shared, id, plan, latency).await,
+        // Like the real service, the call goes on when the client goes away (a killed
+        // client, a timeout): it runs in its own task and finishes regardless.
+        Decided::Open { id, plan } => {
+            match tokio::spawn(act_open(shared, id, plan, latency)).await {
+                Ok(resp) => resp,
+                Err(_) => error("InternalError", "The emulator's worker failed."),
+            }
+        }
     }
 }
 

@@ -113,25 +113,38 @@ pub fn runs(conn: &Connection) -> rusqlite::Result<Vec<RunRow>> {
     rows
 }
 
-/// Failed instances grouped by error code: code -> (count, example ids, example message).
-pub fn failures_by_code(
-    conn: &Connection,
-) -> rusqlite::Result<Vec<(String, u64, Vec<String>, String)>> {
+/// Failed instances that share a last error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureGroup {
+    pub code: String,
+    pub count: u64,
+    pub instances: Vec<String>,
+    /// The message of the first instance in the group.
+    pub message: String,
+}
+
+/// Failed instances grouped by their last error code, in code order.
+pub fn failures_by_code(conn: &Connection) -> rusqlite::Result<Vec<FailureGroup>> {
     let mut stmt = conn.prepare(
         "SELECT COALESCE(last_error_code, 'Unknown'), instance_id, COALESCE(last_error_message, '') FROM instances WHERE state = 'failed' ORDER BY 1, seq",
     )?;
     let mut rows = stmt.query([])?;
-    let mut out: Vec<(String, u64, Vec<String>, String)> = Vec::new();
+    let mut out: Vec<FailureGroup> = Vec::new();
     while let Some(r) = rows.next()? {
         let code: String = r.get(0)?;
         let id: String = r.get(1)?;
-        let msg: String = r.get(2)?;
+        let message: String = r.get(2)?;
         match out.last_mut() {
-            Some(last) if last.0 == code => {
-                last.1 += 1;
-                last.2.push(id);
+            Some(last) if last.code == code => {
+                last.count += 1;
+                last.instances.push(id);
             }
-            _ => out.push((code, 1, vec![id], msg)),
+            _ => out.push(FailureGroup {
+                code,
+                count: 1,
+                instances: vec![id],
+                message,
+            }),
         }
     }
     Ok(out)

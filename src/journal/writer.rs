@@ -200,7 +200,7 @@ enum Done {
 type Query = Box<dyn FnOnce(&Connection) + Send>;
 
 enum Command {
-    Write(Op, oneshot::Sender<Result<Done, JournalError>>),
+    Write(Box<Op>, oneshot::Sender<Result<Done, JournalError>>),
     Query(Query),
 }
 
@@ -258,7 +258,7 @@ impl Journal {
     async fn write(&self, op: Op) -> Result<Done, JournalError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Write(op, reply))
+            .send(Command::Write(Box::new(op), reply))
             .map_err(|_| JournalError::Closed)?;
         rx.await.map_err(|_| JournalError::Closed)?
     }
@@ -266,7 +266,7 @@ impl Journal {
     fn write_blocking(&self, op: Op) -> Result<Done, JournalError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Write(op, reply))
+            .send(Command::Write(Box::new(op), reply))
             .map_err(|_| JournalError::Closed)?;
         rx.blocking_recv().map_err(|_| JournalError::Closed)?
     }
@@ -431,7 +431,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>, mut chain: Cha
                     let before = (chain.last_hash.clone(), chain.next_id);
                     let result = match tx.unchecked_transaction_savepoint() {
                         Ok(sp) => {
-                            let r = execute(&sp, op, &mut chain);
+                            let r = execute(&sp, *op, &mut chain);
                             if r.is_ok() {
                                 sp.commit().map_err(JournalError::from).and(r)
                             } else {

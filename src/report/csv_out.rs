@@ -47,9 +47,9 @@ pub fn write(conn: &Connection, out: &mut dyn Write) -> Result<(), ReportError> 
         }
         Ok(())
     })?
-    .or_else(|e| match err.take() {
-        Some(c) => Err(ReportError::from(c)),
-        None => Err(ReportError::Io(e)),
+    .map_err(|e| match err.take() {
+        Some(c) => ReportError::from(c),
+        None => ReportError::Io(e),
     })?;
     w.flush()?;
     Ok(())

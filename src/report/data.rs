@@ -156,22 +156,21 @@ pub fn timeline(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
                     .unwrap_or_else(|| "-".into())
             ),
         ));
-        match (r.ended_at_ms, r.exit_code) {
-            (Some(end), Some(code)) => {
-                out.push((end, format!("run {} ended with exit code {code}", r.id)))
-            }
-            _ => {}
+        if let (Some(end), Some(code)) = (r.ended_at_ms, r.exit_code) {
+            out.push((end, format!("run {} ended with exit code {code}", r.id)));
         }
     }
     let mut stmt = conn.prepare(
-        "SELECT at_ms / 60000 AS minute, kind, count(*) FROM events WHERE kind IN ('VerifiedEncrypted','FoundAlreadyEncrypted','PreflightFailed','GaveUp','RetryScheduled','AttemptRecovered','ResetForRetry') OR (kind = 'AttemptAnswered' AND detail IN ('ambiguous','refused')) GROUP BY minute, kind ORDER BY minute",
+        "SELECT at_ms / 60000 AS minute, kind, count(*), MIN(at_ms) FROM events WHERE kind IN ('VerifiedEncrypted','FoundAlreadyEncrypted','PreflightFailed','GaveUp','RetryScheduled','AttemptRecovered','ResetForRetry') OR (kind = 'AttemptAnswered' AND detail IN ('ambiguous','refused')) GROUP BY minute, kind ORDER BY minute",
     )?;
     let mut rows = stmt.query([])?;
-    let mut per_minute: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    // Per minute: what happened, stamped with the minute's first such event.
+    let mut per_minute: BTreeMap<i64, (i64, Vec<String>)> = BTreeMap::new();
     while let Some(r) = rows.next()? {
         let minute: i64 = r.get(0)?;
         let kind: String = r.get(1)?;
         let n: u64 = r.get(2)?;
+        let first: i64 = r.get(3)?;
         let label = match kind.as_str() {
             "VerifiedEncrypted" => "verified encrypted",
             "FoundAlreadyEncrypted" => "found already encrypted",
@@ -184,13 +183,12 @@ pub fn timeline(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
             "ResetForRetry" => "reset for retry",
             _ => "ambiguous or refused answers",
         };
-        per_minute
-            .entry(minute)
-            .or_default()
-            .push(format!("{n} {label}"));
+        let e = per_minute.entry(minute).or_insert((first, Vec::new()));
+        e.0 = e.0.min(first);
+        e.1.push(format!("{n} {label}"));
     }
-    for (minute, parts) in per_minute {
-        out.push((minute * 60_000, parts.join(", ")));
+    for (_, (first, parts)) in per_minute {
+        out.push((first, parts.join(", ")));
     }
     out.sort_by_key(|(t, _)| *t);
     Ok(out)

@@ -47,7 +47,7 @@ th{background:#eef2f7;font-weight:600;cursor:pointer;user-select:none;white-spac
 input[type=search]{width:100%;padding:7px 10px;border:1px solid var(--line);border-radius:6px;margin:4px 0 10px;font:inherit}
 svg text{font:11px -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;fill:var(--muted)}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;vertical-align:-1px}
-ul.timeline{margin:0;padding-left:18px}ul.timeline li{margin:2px 0}code{font-family:ui-monospace,Menlo,Consolas,monospace}
+td:first-child code{white-space:nowrap}ul.timeline{margin:0;padding-left:18px}ul.timeline li{margin:2px 0}code{font-family:ui-monospace,Menlo,Consolas,monospace}
 @media print{body{background:#fff}main{padding:0;max-width:none}.panel,.card{break-inside:avoid}input[type=search]{display:none}th{cursor:default}h2{break-after:avoid}}
 "#;
 
@@ -216,7 +216,13 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
         h.push_str("<div class=\"panel\">No failures.</div>");
     } else {
         h.push_str("<div class=\"panel\"><table><thead><tr><th>error code</th><th class=\"num\">instances</th><th>last message and hint</th><th>instances</th></tr></thead><tbody>");
-        for (code, n, ids, msg) in &failures {
+        for read::FailureGroup {
+            code,
+            count: n,
+            instances: ids,
+            message: msg,
+        } in &failures
+        {
             let _ = write!(
                 h,
                 "<tr><td><code>{}</code></td><td class=\"num\">{n}</td><td>{}{}</td><td>{}</td></tr>",
@@ -270,9 +276,9 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
             labels.join("<br>")
         )
     })??;
-    write!(
+    writeln!(
         out,
-        "</tbody></table></div></main><script>{SCRIPT}</script></body></html>\n"
+        "</tbody></table></div></main><script>{SCRIPT}</script></body></html>"
     )?;
     Ok(())
 }

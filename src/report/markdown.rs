@@ -56,7 +56,13 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
     if failures.is_empty() {
         writeln!(out, "No failures.")?;
     }
-    for (code, n, ids, msg) in failures {
+    for read::FailureGroup {
+        code,
+        count: n,
+        instances: ids,
+        message: msg,
+    } in failures
+    {
         writeln!(out, "### `{}` — {n} instance(s)\n", cell(&code))?;
         writeln!(out, "Last message: {}\n", cell(&msg))?;
         if let Some(h) = hint(&code) {

@@ -22,6 +22,8 @@ use crate::journal::{load_active, now_ms, Change, Fact, State};
 
 /// One rate-limit unit: (credential, endpoint host, action).
 type Bucket = (String, String, &'static str);
+/// A bucket's due steps: (priority, arrival order, instance, step), lowest first.
+type ReadyQueue = BinaryHeap<Reverse<(u8, u64, String, Step)>>;
 
 pub struct Dispatcher {
     ctx: Arc<Ctx>,
@@ -30,7 +32,7 @@ pub struct Dispatcher {
     idle: HashMap<String, Active>,
     executing: usize,
     timers: BinaryHeap<Reverse<(Instant, u64, String, Step)>>,
-    ready: HashMap<Bucket, BinaryHeap<Reverse<(u8, u64, String, Step)>>>,
+    ready: HashMap<Bucket, ReadyQueue>,
     /// Per Open bucket: instances waiting for a write-ahead slot.
     open_wait: HashMap<Bucket, VecDeque<String>>,
     /// Per Open bucket: written ahead (or being written) and not yet sent.

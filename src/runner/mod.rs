@@ -139,7 +139,7 @@ pub async fn run(
     counters: Arc<Counters>,
 ) -> Result<Option<StopReason>, RunError> {
     config.endpoints.validate()?;
-    let counts = journal.query(|c| read::counts(c)).await?;
+    let counts = journal.query(read::counts).await?;
     let total: u64 = counts.values().sum();
     counters.total.store(total, Ordering::Relaxed);
     counters

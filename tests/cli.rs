@@ -1,0 +1,376 @@
+//! The real binary against the emulator (in this test process, on its own
+//! runtime): exit codes, crash safety and what reaches the terminal.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fleetcrypt::api::cdb::*;
+use fleetcrypt::emulator::{Faults, Generate, World};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetcrypt");
+
+struct Env {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Env {
+    fn new(url: &str) -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            url: url.to_string(),
+        }
+    }
+    fn journal(&self) -> PathBuf {
+        self.dir.path().join("fleet.db")
+    }
+    fn cmd(&self, key: &str) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", key)
+            .arg("--journal")
+            .arg(self.journal())
+            .arg("--endpoint")
+            .arg(&self.url)
+            .stdin(Stdio::null());
+        c
+    }
+    fn write_fleet(&self, world: &World) -> PathBuf {
+        let path = self.dir.path().join("fleet.csv");
+        let mut s = String::from("InstanceId,Region,Name\n");
+        for spec in specs_of(world) {
+            s.push_str(&format!(
+                "{},{},{}\n",
+                spec.id,
+                spec.region,
+                spec.label("name").unwrap()
+            ));
+        }
+        std::fs::write(&path, s).unwrap();
+        path
+    }
+}
+
+const FAST: &[&str] = &[
+    "--timeout",
+    "1s",
+    "--settle-margin",
+    "300ms",
+    "--verify-deadline",
+    "5s",
+    "--yes",
+];
+
+fn run_args(fleet: &Path, rate: u32) -> Vec<String> {
+    let mut v = vec![
+        "run".to_string(),
+        "--instances".into(),
+        fleet.display().to_string(),
+        "--rate".into(),
+        rate.to_string(),
+    ];
+    v.extend(FAST.iter().map(|s| s.to_string()));
+    v
+}
+
+fn output(mut c: Command) -> Output {
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            use std::os::unix::process::ExitStatusExt;
+            return s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
+        }
+        assert!(start.elapsed() < limit, "process did not exit in {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn report_json(env: &Env) -> serde_json::Value {
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(["report", "--format", "json"]);
+    let o = output(c);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn bad_input_sends_nothing_and_exits_2() {
+    let emu = EmulatorThread::start(fast_config(20), World::default());
+    let env = Env::new(&emu.url);
+    let fleet = env.dir.path().join("bad.csv");
+    std::fs::write(
+        &fleet,
+        "InstanceId,Region,KeyId\ncdb-abcd1234,ap-guangzhou,\ncdb-BAD,ap-guangzhou,\ncdb-efgh5678,ap-mars,\ncdb-ijkl9012,ap-guangzhou,key-without-region\n",
+    )
+    .unwrap();
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(run_args(&fleet, 20));
+    let o = output(c);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("bad.csv:3:"), "{t}");
+    assert!(t.contains("bad.csv:4:"), "{t}");
+    assert!(t.contains("bad.csv:5:"), "{t}");
+    assert!(t.contains("nothing was sent"), "{t}");
+    assert_eq!(emu.truth().requests_total, 0);
+    assert!(
+        !env.journal().exists(),
+        "bad input must not even create the journal"
+    );
+}
+
+#[test]
+fn missing_credentials_exit_3_and_name_the_places() {
+    let emu = EmulatorThread::start(fast_config(20), World::default());
+    let env = Env::new(&emu.url);
+    let fleet = env.dir.path().join("f.txt");
+    std::fs::write(&fleet, "cdb-abcd1234 ap-guangzhou\n").unwrap();
+    let mut c = env.cmd(SECRET_KEY);
+    c.env_remove("TENCENTCLOUD_SECRET_ID")
+        .env_remove("TENCENTCLOUD_SECRET_KEY");
+    c.args(run_args(&fleet, 20));
+    let o = output(c);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    for place in [
+        "~/.tccli/NAME.credential",
+        "TENCENTCLOUD_SECRET_ID",
+        "~/.tencentcloud/credentials",
+    ] {
+        assert!(t.contains(place), "{t}");
+    }
+    assert_eq!(emu.truth().requests_total, 0);
+}
+
+#[test]
+fn wrong_secret_stops_the_run_at_once_with_exit_3() {
+    let world = World::generate(&Generate {
+        count: 200,
+        seed: 3,
+        ..Generate::default()
+    });
+    let emu = EmulatorThread::start(fast_config(20), world.clone());
+    let env = Env::new(&emu.url);
+    let fleet = env.write_fleet(&world);
+    let wrong = "wrong-secret-value-123";
+    let mut c = env.cmd(wrong);
+    c.args(run_args(&fleet, 20));
+    let o = output(c);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(t.contains("AuthFailure.SignatureFailure"), "{t}");
+    assert!(!t.contains(wrong), "the secret leaked: {t}");
+    let truth = emu.truth();
+    assert!(
+        truth.requests_total <= 3,
+        "sent {} requests",
+        truth.requests_total
+    );
+    // Nothing failed because of it: every instance is still open for a corrected run.
+    let j = report_json(&env);
+    assert_eq!(j["summary"]["failed"], 0);
+    assert!(!std::fs::read(env.journal())
+        .unwrap()
+        .windows(wrong.len())
+        .any(|w| w == wrong.as_bytes()));
+}
+
+#[test]
+fn call_prints_the_response_and_rejects_a_wrong_key() {
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(
+        "cdb-abcd1234",
+        "ap-guangzhou",
+    ));
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let env = Env::new(&emu.url);
+    let mut c = env.cmd(SECRET_KEY);
+    c.args([
+        "call",
+        "cdb",
+        "DescribeDBInstanceInfo",
+        r#"{"InstanceId":"cdb-abcd1234"}"#,
+        "--region",
+        "ap-guangzhou",
+    ]);
+    let o = output(c);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["Encryption"], "NO");
+    let mut c = env.cmd("not-the-key");
+    c.args([
+        "call",
+        "cdb",
+        "DescribeDBInstanceInfo",
+        r#"{"InstanceId":"cdb-abcd1234"}"#,
+        "--region",
+        "ap-guangzhou",
+    ]);
+    let o = output(c);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(t.contains("AuthFailure.SignatureFailure"), "{t}");
+    assert!(!t.contains("not-the-key"), "{t}");
+}
+
+#[test]
+fn sigint_drains_exits_130_and_resume_completes() {
+    let world = World::generate(&Generate {
+        count: 300,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 11,
+        ..Generate::default()
+    });
+    let emu = EmulatorThread::start(fast_config(20), world.clone());
+    let env = Env::new(&emu.url);
+    let fleet = env.write_fleet(&world);
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(run_args(&fleet, 20))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    // Beside a live run: status reads, a second run is refused.
+    let mut s = env.cmd(SECRET_KEY);
+    s.args(["status", "--json"]);
+    let o = output(s);
+    assert!(o.status.success(), "{}", text(&o));
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(status["total"], 300);
+    assert_eq!(status["running"], true);
+    let mut second = env.cmd(SECRET_KEY);
+    second.args(run_args(&fleet, 20));
+    let o = output(second);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("another fleetcrypt process"),
+        "{}",
+        text(&o)
+    );
+
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 130);
+    let j = report_json(&env);
+    assert!(
+        j["summary"]["pending"].as_u64().unwrap() > 0,
+        "interrupted too late to test anything"
+    );
+
+    let mut r = env.cmd(SECRET_KEY);
+    r.arg("resume").args(FAST).args(["--rate", "20"]);
+    let o = output(r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j = report_json(&env);
+    assert_eq!(j["summary"]["pending"], 0);
+    assert_eq!(j["summary"]["failed"], 0);
+    let truth = emu.truth();
+    assert_eq!(truth.total_blind_open_calls(), 0);
+    assert!(truth.action(OPEN_DB_INSTANCE_ENCRYPTION).max_in_1s_window <= 20);
+    assert!(truth.action(DESCRIBE_DB_INSTANCE_INFO).max_in_1s_window <= 20);
+}
+
+/// SIGKILL at five random moments, rerun on the same journal each time: same
+/// final result as the ground truth, nothing lost, no Open re-sent blind, the
+/// rate held across restarts, and the event chain intact.
+#[test]
+fn kill_9_at_random_moments_loses_nothing_and_resends_nothing_blind() {
+    let world = World::generate(&Generate {
+        count: 400,
+        seed: 5,
+        ..Generate::default()
+    });
+    let rate = 40;
+    let mut cfg = fast_config(rate);
+    cfg.faults = Faults::mixed(0.2);
+    let emu = EmulatorThread::start(cfg, world.clone());
+    let env = Env::new(&emu.url);
+    let fleet = env.write_fleet(&world);
+    let seed: u64 = std::env::var("FLEETCRYPT_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("kill moments seed {seed} (FLEETCRYPT_TEST_SEED to repeat)");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    for round in 0..5 {
+        let mut c = env.cmd(SECRET_KEY);
+        c.args(run_args(&fleet, rate))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let ms = rand::Rng::random_range(&mut rng, 300..3500);
+        std::thread::sleep(Duration::from_millis(ms));
+        if child.try_wait().unwrap().is_some() {
+            eprintln!("round {round}: finished before the kill");
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        let _ = child.wait();
+        eprintln!("round {round}: killed after {ms} ms");
+    }
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(run_args(&fleet, rate));
+    let o = output(c);
+    assert!(matches!(o.status.code(), Some(0) | Some(1)), "{}", text(&o));
+
+    let j = report_json(&env);
+    let truth = emu.truth();
+    assert_eq!(j["summary"]["pending"], 0, "instances left unfinished");
+    let instances = j["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), specs_of(&world).len(), "instances lost");
+    for i in instances {
+        let id = i["instance_id"].as_str().unwrap();
+        let t = &truth.instances[id];
+        match i["state"].as_str().unwrap() {
+            "encrypted" => assert!(t.encrypted, "{id}"),
+            "already_encrypted" => assert!(t.encrypted && t.open_calls == 0, "{id}"),
+            "failed" => assert!(
+                !t.encrypted,
+                "{id}: failed but encrypted ({})",
+                i["last_error_code"]
+            ),
+            s => panic!("{id} ended {s}"),
+        }
+    }
+    assert_eq!(
+        truth.total_blind_open_calls(),
+        0,
+        "an Open was re-sent without a settled NO read"
+    );
+    for a in [
+        OPEN_DB_INSTANCE_ENCRYPTION,
+        DESCRIBE_DB_INSTANCE_INFO,
+        DESCRIBE_DB_FEATURES,
+    ] {
+        let seen = truth.action(a).max_in_1s_window;
+        assert!(
+            seen <= rate as usize,
+            "{a}: {seen} in one second across restarts"
+        );
+    }
+    let mut v = env.cmd(SECRET_KEY);
+    v.args(["journal", "verify"]);
+    let o = output(v);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
