@@ -128,3 +128,84 @@ async fn mixed_faults_end_in_ground_truth() {
     assert!(by_state.get(&State::Encrypted).copied().unwrap_or(0) > 300);
     assert_eq!(truth.signature_failures, 0);
 }
+
+/// Three regional host names pinned to one emulator (as `--resolve` does): each
+/// gets its own quota, so together they exceed one endpoint's limit while no
+/// single (endpoint, action) ever does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regional_endpoints_each_get_their_own_quota() {
+    let world = World::generate(&Generate {
+        count: 150,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 9,
+        ..Generate::default()
+    });
+    let regions: Vec<String> = {
+        let mut r: Vec<String> = world.instances.values().map(|i| i.region.clone()).collect();
+        r.sort();
+        r.dedup();
+        r
+    };
+    assert_eq!(regions.len(), 3);
+    let rate = 10;
+    let specs = specs_of(&world);
+    let emu = EmulatorThread::start(fast_config(rate), world);
+    let port = emu.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&format!("http://cdb.{{region}}.emu.test:{port}"), rate);
+    config.endpoints = EndpointPolicy::Custom(format!("http://cdb.{{region}}.emu.test:{port}"));
+    let client = Client::new(
+        Credentials::new(SECRET_ID, SECRET_KEY),
+        &ClientOptions {
+            timeout: config.timeout,
+            resolve: regions
+                .iter()
+                .map(|r| (format!("cdb.{r}.emu.test"), emu.addr))
+                .collect(),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let stop = runner::run(
+        &journal,
+        &client,
+        &config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+    let truth = emu.truth();
+    assert!(truth.instances.values().all(|i| i.encrypted));
+    for a in [OPEN_DB_INSTANCE_ENCRYPTION, DESCRIBE_DB_INSTANCE_INFO] {
+        assert!(
+            truth.action(a).max_in_1s_window <= rate as usize,
+            "{a}: {:?}",
+            truth.action(a)
+        );
+    }
+    let conn = schema::open_reader(&path).unwrap();
+    let per_endpoint = read::max_requests_in_1s_window(&conn).unwrap();
+    assert!(per_endpoint[DESCRIBE_DB_INSTANCE_INFO] <= rate as u64);
+    let sends: Vec<(String, String, i64)> = read::sends_since(&conn, 0).unwrap();
+    let hosts: std::collections::BTreeSet<&str> =
+        sends.iter().map(|(e, _, _)| e.as_str()).collect();
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+    let describe_times = sends
+        .iter()
+        .filter(|(_, a, _)| a == DESCRIBE_DB_INSTANCE_INFO)
+        .map(|(_, _, t)| *t as u64);
+    let combined = fleetcrypt::window::max_in_window(describe_times, 1000);
+    assert!(
+        combined > rate as usize,
+        "three quotas together should exceed one: {combined}"
+    );
+}

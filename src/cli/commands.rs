@@ -65,7 +65,7 @@ pub fn status(global: &Global, as_json: bool) -> u8 {
         }
     };
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        say!("{}", serde_json::to_string_pretty(&v).unwrap());
         return exit::OK;
     }
     let mut out = String::new();
@@ -105,7 +105,10 @@ pub fn status(global: &Global, as_json: bool) -> u8 {
             ));
         }
     }
-    print!("{out}");
+    {
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), "{out}");
+    }
     exit::OK
 }
 
@@ -157,7 +160,7 @@ pub fn retry_failed(global: &Global, code: Option<String>) -> u8 {
     })();
     match result {
         Ok(n) => {
-            println!(
+            say!(
                 "{n} failed instance(s){} put back to pending; `fleetcrypt resume` runs them again",
                 code.map(|c| format!(" with code {c}")).unwrap_or_default()
             );
@@ -205,7 +208,7 @@ pub fn journal_verify(global: &Global) -> u8 {
                         .into_iter()
                         .find(|(_, s, l)| l.as_deref() != Some(s.as_str()))
                     {
-                        println!("journal BROKEN: instance {id} is '{state}' but its events end in '{}': the instances table was edited", last.unwrap_or_default());
+                        say!("journal BROKEN: instance {id} is '{state}' but its events end in '{}': the instances table was edited", last.unwrap_or_default());
                         return exit::SOME_FAILED;
                     }
                 }
@@ -214,7 +217,7 @@ pub fn journal_verify(global: &Global) -> u8 {
                     return exit::SOME_FAILED;
                 }
             }
-            println!("journal intact: {events} events, chain head {head}");
+            say!("journal intact: {events} events, chain head {head}");
             exit::OK
         }
         Ok(ChainReport::Broken {
@@ -222,7 +225,7 @@ pub fn journal_verify(global: &Global) -> u8 {
             reason,
             events_checked,
         }) => {
-            println!("journal BROKEN at event {event_id} ({events_checked} events before it are intact): {reason}");
+            say!("journal BROKEN at event {event_id} ({events_checked} events before it are intact): {reason}");
             exit::SOME_FAILED
         }
         Err(e) => {
@@ -331,7 +334,7 @@ pub async fn call(
         .await;
     match called.result {
         Ok(answer) => {
-            println!("{}", serde_json::to_string_pretty(&answer.data).unwrap());
+            say!("{}", serde_json::to_string_pretty(&answer.data).unwrap());
             exit::OK
         }
         Err(f) => failure_exit(&f),

@@ -189,16 +189,16 @@ pub async fn run(args: EmulatorArgs) -> u8 {
             return exit::SOME_FAILED;
         }
     };
-    println!(
+    say!(
         "fleetcrypt emulator listening on {} ({instances} instances)",
         emu.url()
     );
     if generated {
         // The emulator's own throwaway pair: printing it is how a user gets it.
-        println!("export TENCENTCLOUD_SECRET_ID={id}");
-        println!("export TENCENTCLOUD_SECRET_KEY={key}");
+        say!("export TENCENTCLOUD_SECRET_ID={id}");
+        say!("export TENCENTCLOUD_SECRET_KEY={key}");
     }
-    println!("ground truth: curl {}/__emulator/state", emu.url());
+    say!("ground truth: curl {}/__emulator/state", emu.url());
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = tokio::signal::ctrl_c().await;

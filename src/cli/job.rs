@@ -339,7 +339,10 @@ pub fn print_summary(path: &Path, elapsed: Duration, rate: u32) {
         "Audit report: fleetcrypt --journal {} report --format html -o report.html\n",
         path.display()
     ));
-    print!("{out}");
+    {
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), "{out}");
+    }
 }
 
 /// `plan` and `run --dry-run`: preflight reads into a scratch journal; no write is sent.
@@ -404,9 +407,9 @@ pub async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> u8 {
         }
         Ok(())
     });
-    println!("plan: {would} instance(s) would be encrypted, {already} already encrypted, {} cannot be encrypted", cannot.len());
+    say!("plan: {would} instance(s) would be encrypted, {already} already encrypted, {} cannot be encrypted", cannot.len());
     for row in &cannot {
-        println!(
+        say!(
             "  {}  {}  {}: {}",
             row.instance_id,
             row.region,
@@ -414,7 +417,7 @@ pub async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> u8 {
             row.last_error_message.as_deref().unwrap_or("")
         );
     }
-    println!("Nothing was written to the cloud.");
+    say!("Nothing was written to the cloud.");
     if cannot.is_empty() {
         exit::OK
     } else {
@@ -580,7 +583,7 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         .map(|a| a.max_in_1s_window)
         .max()
         .unwrap_or(0);
-    println!(
+    say!(
         "Emulator ground truth: {} of {} instances encrypted, {} blind re-sends, busiest second {} requests (limit {}), {} Open calls re-sent after a verified NO",
         truth.instances.values().filter(|i| i.encrypted).count(),
         truth.instances.len(),
@@ -591,7 +594,7 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
             - truth.instances.values().filter(|i| i.open_calls > 0).count() as u64,
     );
     match crate::report::write_file(&path, crate::report::Format::Html, &args.report) {
-        Ok(()) => println!("HTML report: {}", args.report.display()),
+        Ok(()) => say!("HTML report: {}", args.report.display()),
         Err(e) => eprintln!("fleetcrypt: cannot write the report: {e}"),
     }
     emu.stop();

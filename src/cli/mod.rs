@@ -1,6 +1,15 @@
 //! The command line (SPEC §3): flags are parsed and validated into configs
 //! once here; everything below works on validated values.
 
+/// `println!` that never panics: a closed stdout (`| head`, a dead pipe) is not an error
+/// worth dying for, least of all in the emulator or mid-run.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 mod commands;
 mod emulator_cmd;
 pub mod exit;

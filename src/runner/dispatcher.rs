@@ -205,6 +205,14 @@ impl Dispatcher {
                 self.stop = Some(stop);
             }
         }
+        if res.step == Step::WriteAhead && !matches!(res.next, Next::After(Step::Send, _)) {
+            // The write-ahead did not lead to a send (refused, or the journal failed):
+            // give its staging slot back, or the Open bucket would slowly seize up.
+            let b = self.bucket(&res.active, Step::WriteAhead);
+            if let Some(n) = self.staged.get_mut(&b) {
+                *n = n.saturating_sub(1);
+            }
+        }
         let a = res.active;
         match res.next {
             Next::Done => self.counters.finished(a.state),

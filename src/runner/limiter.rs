@@ -4,9 +4,9 @@
 //! second when one request leaves late and later ones catch up. So the hard
 //! guarantee comes from a sliding log of the actual send times of the last
 //! `cap` requests: a request may leave only when the oldest of them is more
-//! than one window (plus a margin for network jitter) old. governor's GCRA,
-//! with burst 1, paces requests evenly underneath so they do not leave in
-//! bursts at the start of each window.
+//! than one window (plus a margin for network jitter) old. governor's GCRA
+//! paces requests evenly underneath (burst 1 at the documented 20/s) so they
+//! do not leave in bursts at the start of each window.
 //!
 //! When the server still answers `RequestLimitExceeded` (another client shares
 //! the quota), the cap is halved and a short pause taken; it grows back by one
@@ -87,8 +87,11 @@ impl Limiter {
     /// `rate` requests per sliding window of one second plus `margin`.
     pub fn new(rate: u32, margin: Duration) -> Self {
         let rate = rate.max(1);
-        let quota = Quota::per_second(NonZeroU32::new(rate).unwrap())
-            .allow_burst(NonZeroU32::new(1).unwrap());
+        // The pacer smooths at a 20 ms grain: burst 1 at 20/s, but at high rates a burst of
+        // 20 ms worth, since the runtime's timer cannot wake more often than every 1 ms.
+        // The hard limit is the sliding log's, whatever the pacer lets through.
+        let burst = NonZeroU32::new((rate / 50).max(1)).unwrap();
+        let quota = Quota::per_second(NonZeroU32::new(rate).unwrap()).allow_burst(burst);
         Limiter {
             rate,
             cap: rate,
@@ -216,6 +219,20 @@ mod tests {
             }
             prop_assert!(max <= cap, "max {} cap {}", max, cap);
         }
+    }
+
+    #[test]
+    fn high_rates_are_not_capped_by_timer_resolution() {
+        // At 10 000/s the pacer must let 20 ms worth through at once: a runtime timer
+        // that wakes every 1 ms would otherwise cap a bucket near 1 000/s.
+        let mut l = Limiter::new(10_000, Duration::from_millis(10));
+        for i in 0..200 {
+            assert!(l.try_acquire().is_ok(), "refused at {i}");
+        }
+        // At the documented 20/s, still strictly one at a time.
+        let mut l = Limiter::new(20, Duration::from_millis(10));
+        assert!(l.try_acquire().is_ok());
+        assert!(l.try_acquire().is_err());
     }
 
     #[test]
