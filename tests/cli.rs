@@ -374,3 +374,50 @@ fn kill_9_at_random_moments_loses_nothing_and_resends_nothing_blind() {
     let o = output(v);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn journal_verify_names_the_first_tampered_event() {
+    let world = World::generate(&Generate {
+        count: 20,
+        seed: 8,
+        ..Generate::default()
+    });
+    let emu = EmulatorThread::start(fast_config(40), world.clone());
+    let env = Env::new(&emu.url);
+    let fleet = env.write_fleet(&world);
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(run_args(&fleet, 40));
+    let o = output(c);
+    assert!(matches!(o.status.code(), Some(0) | Some(1)), "{}", text(&o));
+    let mut v = env.cmd(SECRET_KEY);
+    v.args(["journal", "verify"]);
+    let o = output(v);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Someone marks an instance failed by hand, without an event: caught too.
+    let backup = env.dir.path().join("backup.db");
+    std::fs::copy(env.journal(), &backup).unwrap();
+    let conn = rusqlite::Connection::open(env.journal()).unwrap();
+    conn.execute_batch("UPDATE instances SET state = 'failed' WHERE seq = 1;")
+        .unwrap();
+    drop(conn);
+    let mut v = env.cmd(SECRET_KEY);
+    v.args(["journal", "verify"]);
+    let o = output(v);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("the instances table was edited"),
+        "{}",
+        text(&o)
+    );
+    std::fs::copy(&backup, env.journal()).unwrap();
+    // Someone moves an event in time by a millisecond.
+    let conn = rusqlite::Connection::open(env.journal()).unwrap();
+    conn.execute_batch("DROP TRIGGER events_are_append_only_update; UPDATE events SET at_ms = at_ms + 1 WHERE id = 7;")
+        .unwrap();
+    drop(conn);
+    let mut v = env.cmd(SECRET_KEY);
+    v.args(["journal", "verify"]);
+    let o = output(v);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("BROKEN at event 7"), "{}", text(&o));
+}

@@ -275,3 +275,151 @@ async fn envelopes_under_odd_statuses_and_content_types() {
         }
     }
 }
+
+/// A request signed by hand, so the test controls timestamp, SecretId, Host and headers.
+async fn raw(
+    url: &str,
+    host: &str,
+    secret_id: &str,
+    ts: i64,
+    action: &str,
+    version: &str,
+) -> serde_json::Value {
+    raw_signed_for(url, host, host, secret_id, ts, action, version).await
+}
+
+/// Signs for `signed_host` but sends `Host: sent_host`.
+async fn raw_signed_for(
+    url: &str,
+    signed_host: &str,
+    sent_host: &str,
+    secret_id: &str,
+    ts: i64,
+    action: &str,
+    version: &str,
+) -> serde_json::Value {
+    use fleetcrypt::api::sign;
+    let body = br#"{"InstanceId": "cdb-abcd1234"}"#.to_vec();
+    let signed = sign::sign(
+        &sign::SignInput {
+            service: "cdb",
+            host: signed_host,
+            content_type: "application/json",
+            payload: &body,
+            timestamp: ts,
+        },
+        KEY,
+    );
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("Host", sent_host)
+        .header("Content-Type", "application/json")
+        .header("X-TC-Action", action)
+        .header("X-TC-Version", version)
+        .header("X-TC-Timestamp", ts.to_string())
+        .header("X-TC-Region", "ap-guangzhou")
+        .header("Authorization", sign::authorization(secret_id, &signed))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json",
+        "exactly application/json, always"
+    );
+    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+}
+
+fn code(v: &serde_json::Value) -> &str {
+    v["Response"]["Error"]["Code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn authentication_as_the_real_service_checks_it() {
+    let emu = start(EmulatorConfig::default().instant()).await;
+    let url = emu.url();
+    let host = emu.addr().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let v = raw(
+        &url,
+        &host,
+        ID,
+        now,
+        DESCRIBE_DB_INSTANCE_INFO,
+        "2017-03-20",
+    )
+    .await;
+    assert_eq!(v["Response"]["Encryption"], "NO", "{v}");
+    // tccli sends the scheme in Host and signs it: accepted as received.
+    let v = raw(
+        &url,
+        &format!("http://{host}"),
+        ID,
+        now,
+        DESCRIBE_DB_INSTANCE_INFO,
+        "2017-03-20",
+    )
+    .await;
+    assert_eq!(v["Response"]["Encryption"], "NO", "{v}");
+    let v = raw(
+        &url,
+        &host,
+        ID,
+        now - 600,
+        DESCRIBE_DB_INSTANCE_INFO,
+        "2017-03-20",
+    )
+    .await;
+    assert_eq!(code(&v), "AuthFailure.SignatureExpire", "{v}");
+    let v = raw(
+        &url,
+        &host,
+        ID,
+        now + 600,
+        DESCRIBE_DB_INSTANCE_INFO,
+        "2017-03-20",
+    )
+    .await;
+    assert_eq!(code(&v), "AuthFailure.SignatureExpire", "{v}");
+    let v = raw(
+        &url,
+        &host,
+        "AKIDnobody",
+        now,
+        DESCRIBE_DB_INSTANCE_INFO,
+        "2017-03-20",
+    )
+    .await;
+    assert_eq!(code(&v), "AuthFailure.SecretIdNotFound", "{v}");
+    // Signed for one host, sent to another: the signature no longer matches.
+    let v = raw_signed_for(
+        &url,
+        "cdb.tencentcloudapi.com",
+        &host,
+        ID,
+        now,
+        DESCRIBE_DB_INSTANCE_INFO,
+        "2017-03-20",
+    )
+    .await;
+    assert_eq!(code(&v), "AuthFailure.SignatureFailure", "{v}");
+    let v = raw(&url, &host, ID, now, "DeleteEverything", "2017-03-20").await;
+    assert_eq!(code(&v), "InvalidAction", "{v}");
+    let v = raw(
+        &url,
+        &host,
+        ID,
+        now,
+        DESCRIBE_DB_INSTANCE_INFO,
+        "2019-01-18",
+    )
+    .await;
+    assert_eq!(code(&v), "NoSuchVersion", "{v}");
+    let truth = emu.ground_truth();
+    assert_eq!(truth.auth_failures, 4);
+    assert_eq!(truth.signature_failures, 1);
+}

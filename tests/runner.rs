@@ -209,3 +209,123 @@ async fn regional_endpoints_each_get_their_own_quota() {
         "three quotas together should exceed one: {combined}"
     );
 }
+
+/// The change propagates more slowly than the settle window: a settled read says
+/// NO although the first attempt was applied. The re-send is answered
+/// OperationDenied, which is verified, and the instance ends encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operation_denied_then_yes_is_success() {
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(
+        "cdb-slow0001",
+        "ap-guangzhou",
+    ));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.faults.internal_applied = 1.0;
+    cfg.apply_within = Duration::ZERO;
+    cfg.propagation = Duration::from_millis(1500);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.timeout = Duration::from_millis(500);
+    config.settle_margin = Duration::from_millis(100);
+    runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    drop(journal);
+    let truth = emu.truth();
+    let t = &truth.instances["cdb-slow0001"];
+    assert!(t.encrypted);
+    assert!(t.open_calls_when_encrypted >= 1, "{t:?}");
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, code): (String, Option<String>) = conn
+        .query_row("SELECT state, last_error_code FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(state, "encrypted");
+    assert_eq!(code.as_deref(), Some("OperationDenied"));
+}
+
+/// With --check-kms, a disabled custom key fails the instance in preflight: no Open is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_kms_fails_disabled_keys_before_any_write() {
+    let world = World::generate(&Generate {
+        count: 30,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        share_custom_key: 1.0,
+        share_disabled_key: 0.3,
+        seed: 4,
+        ..Generate::default()
+    });
+    let specs = fleetcrypt::input::parse(
+        "fleet.csv",
+        world.fleet_csv().as_bytes(),
+        &Default::default(),
+    )
+    .unwrap();
+    let disabled: Vec<String> = world
+        .instances
+        .values()
+        .filter(|i| {
+            let (k, r) = i.planned_key.clone().unwrap();
+            world.keys[&(r, k)].state == "Disabled"
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    assert!(!disabled.is_empty());
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.check_kms = true;
+    runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    drop(journal);
+    let truth = emu.truth();
+    let conn = schema::open_reader(&path).unwrap();
+    for id in &disabled {
+        let (state, code): (String, String) = conn
+            .query_row(
+                "SELECT state, last_error_code FROM instances WHERE instance_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (state.as_str(), code.as_str()),
+            ("failed", "KmsKeyNotEnabled"),
+            "{id}"
+        );
+        assert_eq!(
+            truth.instances[id].open_calls, 0,
+            "{id}: an Open was sent despite the disabled key"
+        );
+    }
+    let encrypted = truth.instances.values().filter(|i| i.encrypted).count();
+    assert_eq!(encrypted, 30 - disabled.len());
+    assert!(truth.action(fleetcrypt::api::kms::DESCRIBE_KEY).accepted >= 30);
+}

@@ -37,6 +37,15 @@ pub struct EmulatorArgs {
     /// Share of generated instances that need a kernel upgrade first.
     #[arg(long, default_value_t = 0.02)]
     pub share_needs_upgrade: f64,
+    /// Share of generated instances whose fleet row names a custom KMS key.
+    #[arg(long, default_value_t = 0.2)]
+    pub share_custom_key: f64,
+    /// Of those, the share whose key is Disabled.
+    #[arg(long, default_value_t = 0.1)]
+    pub share_disabled_key: f64,
+    /// Write the generated fleet (with planned keys) as an input CSV to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub write_fleet: Option<PathBuf>,
     /// Share of generated read-only replicas beside the masters.
     #[arg(long, default_value_t = 0.0)]
     pub share_replicas: f64,
@@ -176,10 +185,19 @@ pub async fn run(args: EmulatorArgs) -> u8 {
             share_unsupported: args.share_unsupported,
             share_needs_upgrade: args.share_needs_upgrade,
             share_replicas: args.share_replicas,
+            share_custom_key: args.share_custom_key,
+            share_disabled_key: args.share_disabled_key,
             seed: args.seed,
-            ..Generate::default()
         }),
     };
+    if let Some(path) = &args.write_fleet {
+        let written = crate::report::create_private(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, world.fleet_csv().as_bytes()));
+        if let Err(e) = written {
+            eprintln!("fleetcrypt emulator: cannot write {}: {e}", path.display());
+            return exit::SOME_FAILED;
+        }
+    }
     let instances = world.instances.len();
     let (id, key) = config.credentials[0].clone();
     let emu = match Emulator::start(config, world, args.listen).await {

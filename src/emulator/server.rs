@@ -201,17 +201,27 @@ fn service_of(action: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
-/// Checks the TC3 signature the way the server does; `Err` is the error answer.
-fn authenticate(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<String, Response> {
+const SIGNATURE_FAILURE: &str = "AuthFailure.SignatureFailure";
+
+fn auth_error(code: &'static str, message: &str) -> (&'static str, Response) {
+    (code, error(code, message))
+}
+
+/// Checks the TC3 signature the way the server does; `Err` is the code and the answer.
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, (&'static str, Response)> {
     let auth = header_str(headers, "authorization").unwrap_or("");
     let Some(parsed) = sign::parse_authorization(auth) else {
-        return Err(error(
+        return Err(auth_error(
             "AuthFailure.InvalidAuthorization",
             "Authorization header is missing or malformed.",
         ));
     };
     let Some(ts) = header_str(headers, "x-tc-timestamp").and_then(|t| t.parse::<i64>().ok()) else {
-        return Err(error(
+        return Err(auth_error(
             "AuthFailure.InvalidAuthorization",
             "X-TC-Timestamp is missing or invalid.",
         ));
@@ -221,13 +231,13 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Str
         .unwrap()
         .as_secs() as i64;
     if (now - ts).unsigned_abs() > shared.config.max_skew.as_secs() {
-        return Err(error(
+        return Err(auth_error(
             "AuthFailure.SignatureExpire",
             "Signature expired: the timestamp differs from server time by more than 5 minutes.",
         ));
     }
     let Some(key) = shared.keys.get(&parsed.secret_id) else {
-        return Err(error(
+        return Err(auth_error(
             "AuthFailure.SecretIdNotFound",
             "The SecretId is not found, please ensure that your SecretId is correct.",
         ));
@@ -263,8 +273,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Str
         && names.contains(&"host")
         && names.contains(&"content-type");
     if !scope_ok || !sign::signatures_match(&expected.signature, &parsed.signature) {
-        return Err(error(
-            "AuthFailure.SignatureFailure",
+        return Err(auth_error("AuthFailure.SignatureFailure",
             "The provided credentials could not be validated. Please check your signature is correct.",
         ));
     }
@@ -293,14 +302,11 @@ enum OpenPlan {
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let secret_id = match authenticate(&shared, &headers, &body) {
         Ok(id) => id,
-        Err(resp) => {
+        Err((code, resp)) => {
             let mut inner = shared.inner.lock().unwrap();
             inner.requests_total += 1;
             inner.auth_failures += 1;
-            let is_sig = header_str(&headers, "authorization")
-                .and_then(sign::parse_authorization)
-                .is_some_and(|p| shared.keys.contains_key(&p.secret_id));
-            if is_sig {
+            if code == SIGNATURE_FAILURE {
                 inner.signature_failures += 1;
             }
             return resp;

@@ -40,8 +40,10 @@ pub struct Instance {
     pub blind_open_calls: u32,
     /// Background applications scheduled and not yet done.
     pub pending_apply: u32,
-    /// Whether the previous Open was still unsettled, or no settled NO was read since.
+    /// Whether a settled NO was read since the last Open.
     pub no_read_since_last_open: bool,
+    /// For generated fleets: the custom key (id, region) the owner means to use.
+    pub planned_key: Option<(String, String)>,
 }
 
 impl Instance {
@@ -66,6 +68,7 @@ impl Instance {
             blind_open_calls: 0,
             pending_apply: 0,
             no_read_since_last_open: true,
+            planned_key: None,
         }
     }
 
@@ -209,6 +212,14 @@ impl World {
                 ),
                 ("team".into(), format!("team-{}", made % 7)),
             ];
+            if rng.random_bool(g.share_custom_key.clamp(0.0, 1.0)) {
+                let key = if rng.random_bool(g.share_disabled_key.clamp(0.0, 1.0)) {
+                    &disabled_keys[&region]
+                } else {
+                    &enabled_keys[&region]
+                };
+                inst.planned_key = Some((key.clone(), region.clone()));
+            }
             if rng.random_bool(g.share_encrypted.clamp(0.0, 1.0)) {
                 inst = inst.pre_encrypted();
             } else if rng.random_bool(g.share_unsupported.clamp(0.0, 1.0)) {
@@ -225,8 +236,22 @@ impl World {
                 world.add_instance(ro);
             }
         }
-        let _ = (&enabled_keys, &disabled_keys);
         world
+    }
+
+    /// The masters as an input CSV (InstanceId, Region, KeyId, KeyRegion, Name), with each
+    /// instance's planned custom key: the fleet file an operator would hand to `run`.
+    pub fn fleet_csv(&self) -> String {
+        let mut out = String::from("InstanceId,Region,KeyId,KeyRegion,Name\n");
+        for i in self
+            .instances
+            .values()
+            .filter(|i| i.instance_type == MASTER)
+        {
+            let (k, kr) = i.planned_key.clone().unwrap_or_default();
+            out.push_str(&format!("{},{},{k},{kr},{}\n", i.id, i.region, i.name));
+        }
+        out
     }
 
     /// The custom keys `generate` made: (region, enabled key, disabled key).
@@ -322,6 +347,19 @@ mod tests {
         let enc = a.instances.values().filter(|i| i.encrypted).count();
         assert!((200..400).contains(&enc), "{enc}");
         assert_eq!(a.keys_by_region().len(), 3);
+        let custom = a
+            .instances
+            .values()
+            .filter(|i| i.planned_key.is_some())
+            .count();
+        assert!(
+            (120..280).contains(&custom),
+            "share_custom_key 0.2 of 1000: {custom}"
+        );
+        let csv = a.fleet_csv();
+        assert_eq!(csv.lines().count(), 1001);
+        let parsed = crate::input::parse("fleet.csv", csv.as_bytes(), &Default::default()).unwrap();
+        assert_eq!(parsed.iter().filter(|s| s.key_id.is_some()).count(), custom);
         assert!(a
             .instances
             .keys()
