@@ -30,11 +30,15 @@ pub fn status(global: &Global, as_json: bool) -> u8 {
             .map(|(_, n)| n)
             .sum();
         let now = crate::journal::now_ms();
-        let recent = read::finished_since(&conn, now - 60_000)?;
-        let rate = recent as f64 / 60.0;
-        let eta = (rate > 0.0).then(|| (open as f64 / rate).round() as u64);
         let runs = read::runs(&conn)?;
         let last = runs.last();
+        // Over the last minute, or since the current run started if that is more recent.
+        let since = last
+            .filter(|r| r.ended_at_ms.is_none())
+            .map_or(now - 60_000, |r| r.started_at_ms.max(now - 60_000));
+        let recent = read::finished_since(&conn, since)?;
+        let rate = recent as f64 / ((now - since).max(1000) as f64 / 1000.0);
+        let eta = (rate > 0.0).then(|| (open as f64 / rate).round() as u64);
         let lock_held = JournalLock::acquire(&global.journal).is_err();
         let failures: Vec<Value> = read::failures_by_code(&conn)?
             .into_iter()

@@ -218,7 +218,7 @@ pub async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs) -> u8 
     let _ = journal.end_run(run_id, code as i32).await;
     let path = journal.path().to_path_buf();
     drop(journal);
-    print_summary(&path, started.elapsed(), config.rate);
+    print_summary(&path, started.elapsed(), config.rate, true);
     code
 }
 
@@ -273,8 +273,9 @@ async fn drive(
     }
 }
 
-/// The table printed at the end of a run.
-pub fn print_summary(path: &Path, elapsed: Duration, rate: u32) {
+/// The table printed at the end of a run; `report_hint` names the report command
+/// (not for the demo, whose journal is temporary).
+pub fn print_summary(path: &Path, elapsed: Duration, rate: u32, report_hint: bool) {
     let Ok(conn) = schema::open_reader(path) else {
         return;
     };
@@ -313,6 +314,16 @@ pub fn print_summary(path: &Path, elapsed: Duration, rate: u32) {
             ));
         }
     }
+    if let Ok(ambiguous) = read::ambiguous_answers(&conn) {
+        let n: u64 = ambiguous.iter().map(|(_, n)| n).sum();
+        if n > 0 {
+            let parts: Vec<String> = ambiguous.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+            out.push_str(&format!(
+                "  {n} ambiguous answer(s) verified with a read before anything was re-sent: {}\n",
+                parts.join(", ")
+            ));
+        }
+    }
     if let Ok(failures) = read::failures_by_code(&conn) {
         if !failures.is_empty() {
             out.push_str("Failures by error code:\n");
@@ -335,10 +346,12 @@ pub fn print_summary(path: &Path, elapsed: Duration, rate: u32) {
             }
         }
     }
-    out.push_str(&format!(
-        "Audit report: fleetcrypt --journal {} report --format html -o report.html\n",
-        path.display()
-    ));
+    if report_hint {
+        out.push_str(&format!(
+            "Audit report: fleetcrypt --journal {} report --format html -o report.html\n",
+            path.display()
+        ));
+    }
     {
         use std::io::Write as _;
         let _ = write!(std::io::stdout(), "{out}");
@@ -575,7 +588,12 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         let _ = journal.end_run(id, code as i32).await;
     }
     drop(journal);
-    print_summary(&path, started.elapsed(), config.rate);
+    print_summary(
+        &path,
+        started.elapsed(),
+        config.rate,
+        args.keep_journal.is_some(),
+    );
     let truth = emu.ground_truth();
     let busiest = truth
         .actions

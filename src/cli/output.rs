@@ -92,7 +92,7 @@ impl Progress {
             let b = ProgressBar::new(counters.total.load(Relaxed));
             b.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} instances  {per_sec}  ETA {eta}  {msg}",
+                    "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} instances  {msg}",
                 )
                 .unwrap(),
             );
@@ -110,10 +110,17 @@ impl Progress {
                 let total = counters.total.load(Relaxed);
                 let failed = counters.failed.load(Relaxed);
                 if let Some(b) = &bar {
+                    let secs = started.elapsed().as_secs_f64().max(0.001);
+                    let rate = (done - start_done) as f64 / secs;
+                    let eta = if rate > 0.0 {
+                        format!("{:.0}s", (total - done) as f64 / rate)
+                    } else {
+                        "-".into()
+                    };
                     b.set_length(total);
                     b.set_position(done);
                     b.set_message(format!(
-                        "failed {failed}  in flight {}  throttled {}",
+                        "{rate:.1}/s  ETA {eta}  failed {failed}  in flight {}  throttled {}",
                         counters.in_flight.load(Relaxed),
                         counters.throttled.load(Relaxed)
                     ));

@@ -150,6 +150,18 @@ pub fn failures_by_code(conn: &Connection) -> rusqlite::Result<Vec<FailureGroup>
     Ok(out)
 }
 
+/// Ambiguous answers to `OpenDBInstanceEncryption` (each verified before anything
+/// was re-sent), counted per error code, most frequent first.
+pub fn ambiguous_answers(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT COALESCE(error_code, '?'), count(*) FROM events WHERE kind = 'AttemptAnswered' AND detail = 'ambiguous' GROUP BY 1 ORDER BY 2 DESC, 1",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect();
+    rows
+}
+
 /// Instances that reached a terminal state at or after `since_ms` (for the rate in `status`).
 pub fn finished_since(conn: &Connection, since_ms: i64) -> rusqlite::Result<u64> {
     conn.query_row(

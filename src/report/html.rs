@@ -168,6 +168,18 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
         let _ = write!(h, "<p class=\"bad-note\">{} of {} instances are not confirmed encrypted; see the failures below.</p>", o.total - done_ok, o.total);
     }
 
+    let ambiguous = read::ambiguous_answers(conn)?;
+    let n: u64 = ambiguous.iter().map(|(_, n)| n).sum();
+    let codes: Vec<String> = ambiguous
+        .iter()
+        .map(|(c, n)| format!("<code>{}</code> ×{n}", esc(c)))
+        .collect();
+    let _ = write!(
+        h,
+        "<p>{n} ambiguous answer(s) to OpenDBInstanceEncryption were each verified with a DescribeDBInstanceInfo read, taken after the attempt could no longer be in flight, before anything was re-sent{}</p>",
+        if codes.is_empty() { ".".to_string() } else { format!(": {}.", codes.join(", ")) }
+    );
+
     // Rate chart.
     let limit = o.limit_per_s.map(|l| l.max(0) as u64);
     let lines: Vec<(String, Vec<u64>, &str)> = s

@@ -38,6 +38,15 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
     ] {
         writeln!(out, "| {label} | {n} |")?;
     }
+    let ambiguous = read::ambiguous_answers(conn)?;
+    let n: u64 = ambiguous.iter().map(|(_, n)| n).sum();
+    writeln!(
+        out,
+        "\n{n} ambiguous answer(s) to OpenDBInstanceEncryption were each verified with a DescribeDBInstanceInfo read, taken after the attempt could no longer be in flight, before anything was re-sent{}",
+        if n == 0 { ".".to_string() } else {
+            format!(": {}.", ambiguous.iter().map(|(c, n)| format!("`{}` x{n}", cell(c))).collect::<Vec<_>>().join(", "))
+        }
+    )?;
     writeln!(out, "\n## Rate limit kept\n")?;
     writeln!(
         out,
