@@ -11,7 +11,7 @@ use crate::api::cdb::*;
 use crate::api::classify::hint;
 use crate::api::credentials::{self, ProcessEnv};
 use crate::api::{Client, ClientOptions, Endpoint, Failure, Service};
-use crate::journal::{chain, read, schema, ChainReport, Journal, JournalLock, State};
+use crate::journal::{chain, read, schema, ChainReport, JournalLock, State};
 
 pub fn status(global: &Global, as_json: bool) -> u8 {
     let conn = match schema::open_reader(&global.journal) {
@@ -142,19 +142,9 @@ pub fn retry_failed(global: &Global, code: Option<String>) -> u8 {
         eprintln!("fleetcrypt: no journal at {}", global.journal.display());
         return exit::USAGE;
     }
-    let _lock = match JournalLock::acquire(&global.journal) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("fleetcrypt: {e}");
-            return exit::USAGE;
-        }
-    };
-    let journal = match Journal::open(&global.journal) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("fleetcrypt: {e}");
-            return exit::SOME_FAILED;
-        }
+    let (_lock, journal) = match super::job::open_for_write(&global.journal) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let result = (|| {
         let run = journal.start_run_blocking("retry-failed")?;

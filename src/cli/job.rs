@@ -125,64 +125,77 @@ fn confirm(pending: u64, journal: &Path) -> bool {
     line.trim().eq_ignore_ascii_case("yes")
 }
 
+/// What `run`, `resume` and `plan` need before they touch a journal. Every
+/// check that can fail without sending anything happens here.
+struct Prepared {
+    config: RunConfig,
+    specs: Option<Vec<InstanceSpec>>,
+    client: Client,
+}
+
+fn prepare(global: &Global, job: &JobArgs, input: Option<&InputArgs>) -> Result<Prepared, u8> {
+    let config = run_config(global, job).map_err(|e| {
+        eprintln!("fleetcrypt: {e}");
+        exit::USAGE
+    })?;
+    let specs = input.map(load_input).transpose()?;
+    let creds = load_credentials(global)?;
+    let client = client(global, creds, &config)?;
+    Ok(Prepared {
+        config,
+        specs,
+        client,
+    })
+}
+
+/// The journal for writing, with the lock that makes this process its only writer.
+pub(super) fn open_for_write(path: &Path) -> Result<(JournalLock, Journal), u8> {
+    let lock = JournalLock::acquire(path).map_err(|e| {
+        eprintln!("fleetcrypt: {e}");
+        exit::USAGE
+    })?;
+    let journal = Journal::open(path).map_err(|e| {
+        eprintln!("fleetcrypt: {e}");
+        exit::SOME_FAILED
+    })?;
+    Ok((lock, journal))
+}
+
+fn journal_error(e: impl std::fmt::Display) -> u8 {
+    eprintln!("fleetcrypt: {e}");
+    exit::SOME_FAILED
+}
+
 /// `run` (with input) and `resume` (without).
 pub async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs) -> u8 {
-    let config = match run_config(global, &job) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("fleetcrypt: {e}");
-            return exit::USAGE;
-        }
-    };
-    let specs = match input.as_ref().map(load_input).transpose() {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let creds = match load_credentials(global) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let client = match client(global, creds, &config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    match run_inner(global, input, job).await {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+async fn run_inner(global: &Global, input: Option<InputArgs>, job: JobArgs) -> Result<u8, u8> {
+    let Prepared {
+        config,
+        specs,
+        client,
+    } = prepare(global, &job, input.as_ref())?;
     if input.is_none() && !global.journal.exists() {
         eprintln!(
             "fleetcrypt: no journal at {} to resume (start with `fleetcrypt run --instances FILE`)",
             global.journal.display()
         );
-        return exit::USAGE;
+        return Err(exit::USAGE);
     }
-    let _lock = match JournalLock::acquire(&global.journal) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("fleetcrypt: {e}");
-            return exit::USAGE;
-        }
-    };
-    let journal = match Journal::open(&global.journal) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("fleetcrypt: {e}");
-            return exit::SOME_FAILED;
-        }
-    };
+    let (_lock, journal) = open_for_write(&global.journal)?;
     if let Some(specs) = specs {
-        match journal.import(specs).await {
-            Ok(s) => {
-                tracing::info!(
-                    added = s.added,
-                    already_in_journal = s.already_known,
-                    "imported"
-                );
-                if !s.differing.is_empty() {
-                    tracing::warn!(count = s.differing.len(), first = %s.differing[0], "instances already in the journal differ from the input (Region/KeyId/KeyRegion); the journal's values are kept");
-                }
-            }
-            Err(e) => {
-                eprintln!("fleetcrypt: {e}");
-                return exit::SOME_FAILED;
-            }
+        let s = journal.import(specs).await.map_err(journal_error)?;
+        tracing::info!(
+            added = s.added,
+            already_in_journal = s.already_known,
+            "imported"
+        );
+        if !s.differing.is_empty() {
+            tracing::warn!(count = s.differing.len(), first = %s.differing[0], "instances already in the journal differ from the input (Region/KeyId/KeyRegion); the journal's values are kept");
         }
     }
     let counts = journal.query(read::counts).await.unwrap_or_default();
@@ -193,16 +206,13 @@ pub async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs) -> u8 
         .sum();
     if open > 0 && !job.yes && std::io::stdin().is_terminal() && !confirm(open, &global.journal) {
         eprintln!("fleetcrypt: not confirmed; nothing was sent");
-        return exit::USAGE;
+        return Err(exit::USAGE);
     }
     let command = if input.is_some() { "run" } else { "resume" };
-    let run_id = match journal.start_run(command, Some(config.rate)).await {
-        Ok(id) => id,
-        Err(e) => {
-            eprintln!("fleetcrypt: {e}");
-            return exit::SOME_FAILED;
-        }
-    };
+    let run_id = journal
+        .start_run(command, Some(config.rate))
+        .await
+        .map_err(journal_error)?;
     let token = CancellationToken::new();
     install_interrupt(token.clone());
     let started = Instant::now();
@@ -219,7 +229,7 @@ pub async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs) -> u8 
     let path = journal.path().to_path_buf();
     drop(journal);
     print_summary(&path, started.elapsed(), config.rate, true);
-    code
+    Ok(code)
 }
 
 /// Runs the job and maps how it ended to an exit code.
@@ -360,55 +370,36 @@ pub fn print_summary(path: &Path, elapsed: Duration, rate: u32, report_hint: boo
 
 /// `plan` and `run --dry-run`: preflight reads into a scratch journal; no write is sent.
 pub async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> u8 {
-    let mut config = match run_config(global, &job) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("fleetcrypt: {e}");
-            return exit::USAGE;
-        }
-    };
-    config.plan_only = true;
-    let specs = match load_input(&input) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let creds = match load_credentials(global) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let client = match client(global, creds, &config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let dir = match tempfile::Builder::new().prefix("fleetcrypt-plan").tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("fleetcrypt: cannot create a scratch directory: {e}");
-            return exit::SOME_FAILED;
-        }
-    };
-    let path = dir.path().join("plan.db");
-    let journal = match Journal::open(&path) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("fleetcrypt: {e}");
-            return exit::SOME_FAILED;
-        }
-    };
-    if let Err(e) = journal.import(specs).await {
-        eprintln!("fleetcrypt: {e}");
-        return exit::SOME_FAILED;
+    match plan_inner(global, input, job).await {
+        Ok(code) | Err(code) => code,
     }
+}
+
+async fn plan_inner(global: &Global, input: InputArgs, job: JobArgs) -> Result<u8, u8> {
+    let Prepared {
+        mut config,
+        specs,
+        client,
+    } = prepare(global, &job, Some(&input))?;
+    config.plan_only = true;
+    let dir = tempfile::Builder::new()
+        .prefix("fleetcrypt-plan")
+        .tempdir()
+        .map_err(journal_error)?;
+    let path = dir.path().join("plan.db");
+    let journal = Journal::open(&path).map_err(journal_error)?;
+    journal
+        .import(specs.unwrap_or_default())
+        .await
+        .map_err(journal_error)?;
     let token = CancellationToken::new();
     install_interrupt(token.clone());
     let code = drive(&journal, &client, &config, None, token, global.quiet).await;
     drop(journal);
     if code == exit::ACCOUNT || code == exit::INTERRUPTED {
-        return code;
+        return Ok(code);
     }
-    let Ok(conn) = schema::open_reader(&path) else {
-        return exit::SOME_FAILED;
-    };
+    let conn = schema::open_reader(&path).map_err(journal_error)?;
     let mut would = 0u64;
     let mut already = 0u64;
     let mut cannot = Vec::new();
@@ -420,7 +411,10 @@ pub async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> u8 {
         }
         Ok(())
     });
-    say!("plan: {would} instance(s) would be encrypted, {already} already encrypted, {} cannot be encrypted", cannot.len());
+    say!(
+        "plan: {would} instance(s) would be encrypted, {already} already encrypted, {} cannot be encrypted",
+        cannot.len()
+    );
     for row in &cannot {
         say!(
             "  {}  {}  {}: {}",
@@ -431,11 +425,11 @@ pub async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> u8 {
         );
     }
     say!("Nothing was written to the cloud.");
-    if cannot.is_empty() {
+    Ok(if cannot.is_empty() {
         exit::OK
     } else {
         exit::SOME_FAILED
-    }
+    })
 }
 
 /// A world of the given fleet: label `Encryption=YES` marks an instance already

@@ -123,11 +123,6 @@ impl Limiter {
         Ok(())
     }
 
-    /// A send made by an earlier process, from the journal: it still counts.
-    pub fn seed(&mut self, at: Instant) {
-        self.log.record(at);
-    }
-
     /// The server said `RequestLimitExceeded`: halve the cap, pause one window.
     pub fn throttled(&mut self) {
         let now = Instant::now();

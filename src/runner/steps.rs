@@ -217,6 +217,28 @@ impl Ctx {
         Ok(applied)
     }
 
+    /// One API call and its journal record (send time, latency, RequestId, error).
+    async fn call<Q: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        service: Service,
+        action: &'static str,
+        region: &str,
+        req: &Q,
+    ) -> (Result<R, Failure>, CallRecord, i64) {
+        let called = self
+            .client
+            .call::<Q, R>(endpoint, service, action, Some(region), req)
+            .await;
+        let request_id = called
+            .result
+            .as_ref()
+            .ok()
+            .and_then(|x| x.request_id.clone());
+        let rec = record(action, endpoint, &called, request_id);
+        (called.result.map(|a| a.data), rec, called.sent_at_ms)
+    }
+
     fn settle_ms(&self) -> i64 {
         (self.config.timeout + self.config.settle_margin).as_millis() as i64
     }
@@ -263,29 +285,22 @@ async fn read(ctx: &Ctx, a: &mut Active, step: Step, r: &mut StepResult) -> Step
     let req = InstanceIdRequest {
         instance_id: a.id.clone(),
     };
-    let called = ctx
-        .client
+    let (result, rec, _) = ctx
         .call::<_, DescribeDBInstanceInfoResponse>(
             &a.cdb,
             Service::Cdb,
             DESCRIBE_DB_INSTANCE_INFO,
-            Some(&a.region),
+            &a.region,
             &req,
         )
         .await;
-    let request_id = called
-        .result
-        .as_ref()
-        .ok()
-        .and_then(|x| x.request_id.clone());
-    let rec = record(DESCRIBE_DB_INSTANCE_INFO, &a.cdb, &called, request_id);
-    let answer = match called.result {
+    let answer = match result {
         Ok(ans) => ans,
         Err(f) => return read_failed(ctx, a, step, f, rec, r).await,
     };
     r.definite_answer = true;
     a.read_failures = 0;
-    let encrypted = answer.data.encryption.eq_ignore_ascii_case("YES");
+    let encrypted = answer.encryption.eq_ignore_ascii_case("YES");
     ctx.apply(a, Fact::EncryptionRead { encrypted }, Some(rec))
         .await?;
     if a.state.is_terminal() {
@@ -457,24 +472,17 @@ async fn features(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome 
     let req = InstanceIdRequest {
         instance_id: a.id.clone(),
     };
-    let called = ctx
-        .client
+    let (result, rec, _) = ctx
         .call::<_, DescribeDBFeaturesResponse>(
             &a.cdb,
             Service::Cdb,
             DESCRIBE_DB_FEATURES,
-            Some(&a.region),
+            &a.region,
             &req,
         )
         .await;
-    let request_id = called
-        .result
-        .as_ref()
-        .ok()
-        .and_then(|x| x.request_id.clone());
-    let rec = record(DESCRIBE_DB_FEATURES, &a.cdb, &called, request_id);
-    let f = match called.result {
-        Ok(ans) => ans.data,
+    let f = match result {
+        Ok(f) => f,
         Err(f) => return read_failed(ctx, a, Step::Features, f, rec, r).await,
     };
     r.definite_answer = true;
@@ -528,26 +536,19 @@ async fn kms_key(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
     else {
         return Ok(after_preflight(ctx, a, Step::KmsKey));
     };
-    let called = ctx
-        .client
+    let (result, rec, _) = ctx
         .call::<_, DescribeKeyResponse>(
             &ep,
             Service::Kms,
             DESCRIBE_KEY,
-            Some(&key_region),
+            &key_region,
             &DescribeKeyRequest {
                 key_id: key_id.clone(),
             },
         )
         .await;
-    let request_id = called
-        .result
-        .as_ref()
-        .ok()
-        .and_then(|x| x.request_id.clone());
-    let rec = record(DESCRIBE_KEY, &ep, &called, request_id);
-    let meta = match called.result {
-        Ok(ans) => ans.data.key_metadata,
+    let meta = match result {
+        Ok(ans) => ans.key_metadata,
         Err(f) => return read_failed(ctx, a, Step::KmsKey, f, rec, r).await,
     };
     r.definite_answer = true;
@@ -595,29 +596,21 @@ async fn write_ahead(ctx: &Ctx, a: &mut Active) -> StepOutcome {
 }
 
 async fn send(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
-    let called = ctx
-        .client
+    let (result, rec, sent) = ctx
         .call::<_, OpenDBInstanceEncryptionResponse>(
             &a.cdb,
             Service::Cdb,
             OPEN_DB_INSTANCE_ENCRYPTION,
-            Some(&a.region),
+            &a.region,
             &open_request(a),
         )
         .await;
-    let request_id = called
-        .result
-        .as_ref()
-        .ok()
-        .and_then(|x| x.request_id.clone());
-    let rec = record(OPEN_DB_INSTANCE_ENCRYPTION, &a.cdb, &called, request_id);
-    let sent = called.sent_at_ms;
     let settles_at_ms = sent + ctx.settle_ms();
     a.last_sent_at_ms = Some(sent);
     a.polls = 0;
     a.last_error_code = rec.error_code.clone();
     a.last_error_message = rec.error_message.clone();
-    let failure = match called.result {
+    let failure = match result {
         Ok(_) => {
             r.definite_answer = true;
             a.accepted = true;
