@@ -421,3 +421,34 @@ fn journal_verify_names_the_first_tampered_event() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("BROKEN at event 7"), "{}", text(&o));
 }
+
+#[test]
+fn an_unreachable_endpoint_stops_the_run_quickly_and_fails_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let env = Env::new(&dead);
+    let world = World::generate(&Generate {
+        count: 500,
+        seed: 2,
+        ..Generate::default()
+    });
+    let fleet = env.write_fleet(&world);
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(run_args(&fleet, 20))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // Without the stop, 500 instances x 16 retries at 20/s would take minutes.
+    let code = wait_exit(&mut child, Duration::from_secs(60));
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert_eq!(code, 1, "{t}");
+    assert!(t.contains("cannot reach the API"), "{t}");
+    let j = report_json(&env);
+    assert_eq!(
+        j["summary"]["failed"], 0,
+        "nothing may be failed for a network problem"
+    );
+    assert_eq!(j["summary"]["pending"], 500);
+}

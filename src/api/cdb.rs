@@ -36,6 +36,7 @@ pub struct OpenDBInstanceEncryptionResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeDBInstanceInfoResponse {
+    #[serde(default)]
     pub instance_id: String,
     #[serde(default)]
     pub instance_name: Option<String>,
@@ -51,17 +52,25 @@ pub struct DescribeDBInstanceInfoResponse {
     pub request_id: Option<String>,
 }
 
+/// Only the two encryption fields are required; the rest default when a server omits them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeDBFeaturesResponse {
+    #[serde(default)]
     pub is_support_audit: bool,
+    #[serde(default)]
     pub audit_need_upgrade: bool,
     pub is_support_encryption: bool,
     pub encryption_need_upgrade: bool,
+    #[serde(default)]
     pub is_remote_ro: bool,
+    #[serde(default)]
     pub master_region: String,
+    #[serde(default)]
     pub is_support_update_sub_version: bool,
+    #[serde(default)]
     pub current_sub_version: String,
+    #[serde(default)]
     pub target_sub_version: String,
     #[serde(default)]
     pub request_id: Option<String>,
@@ -155,6 +164,21 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"InstanceId":"cdb-abcd1234"}"#
         );
+    }
+
+    #[test]
+    fn only_the_fields_fleetcrypt_uses_are_required() {
+        let f: DescribeDBFeaturesResponse = serde_json::from_str(
+            r#"{"IsSupportEncryption": true, "EncryptionNeedUpgrade": false, "RequestId": "r"}"#,
+        )
+        .unwrap();
+        assert!(f.is_support_encryption && !f.encryption_need_upgrade);
+        assert!(
+            serde_json::from_str::<DescribeDBFeaturesResponse>(r#"{"RequestId": "r"}"#).is_err()
+        );
+        let i: DescribeDBInstanceInfoResponse =
+            serde_json::from_str(r#"{"Encryption": "YES"}"#).unwrap();
+        assert_eq!(i.encryption, "YES");
     }
 
     #[test]

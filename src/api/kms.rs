@@ -14,6 +14,7 @@ pub struct DescribeKeyRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyMetadata {
+    #[serde(default)]
     pub key_id: String,
     #[serde(default)]
     pub alias: String,

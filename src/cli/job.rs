@@ -263,6 +263,10 @@ async fn drive(
             );
             exit::ACCOUNT
         }
+        Ok(Some(StopReason::Unreachable { endpoint, message })) => {
+            eprintln!("fleetcrypt: stopped: cannot reach the API at {endpoint}: {message}\n  check --endpoint, DNS and the network; nothing was changed, `fleetcrypt resume` continues");
+            exit::SOME_FAILED
+        }
         Ok(Some(StopReason::JournalFailed(e))) => {
             eprintln!("fleetcrypt: stopped: the journal could not record a fact ({e}); nothing more was sent");
             exit::SOME_FAILED

@@ -45,6 +45,8 @@ pub struct Dispatcher {
     stop: Option<StopReason>,
     /// Until the first definite answer, one request at a time: a wrong key costs one request.
     canary_passed: bool,
+    /// Requests that could not even be sent, in a row, before the canary passed.
+    unsendable: u32,
     seq: u64,
 }
 
@@ -66,6 +68,7 @@ impl Dispatcher {
             exhausted: false,
             stop: None,
             canary_passed: false,
+            unsendable: 0,
             seq: 0,
         }
     }
@@ -192,6 +195,20 @@ impl Dispatcher {
         }
         if res.definite_answer {
             self.canary_passed = true;
+        }
+        match &res.not_sent {
+            Some(message) if !self.canary_passed => {
+                // A wrong endpoint or a dead network would otherwise fail every instance
+                // slowly, one backoff at a time: stop after a few tries, nothing changed.
+                self.unsendable += 1;
+                if self.unsendable >= 3 && self.stop.is_none() {
+                    self.stop = Some(StopReason::Unreachable {
+                        endpoint: self.bucket(&res.active, res.step).1,
+                        message: message.clone(),
+                    });
+                }
+            }
+            _ => self.unsendable = 0,
         }
         if res.throttled {
             self.counters.throttled.fetch_add(1, Ordering::Relaxed);

@@ -128,7 +128,15 @@ pub enum Next {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     Interrupted,
-    AccountWide { code: String, message: String },
+    AccountWide {
+        code: String,
+        message: String,
+    },
+    /// Nothing could be sent before any answer came back: wrong endpoint, DNS, network.
+    Unreachable {
+        endpoint: String,
+        message: String,
+    },
     JournalFailed(String),
 }
 
@@ -143,6 +151,8 @@ pub struct StepResult {
     pub definite_answer: bool,
     /// Whether this step made an HTTP request.
     pub http: bool,
+    /// The request could not be sent at all (connect refused, DNS): the reason.
+    pub not_sent: Option<String>,
 }
 
 /// Shared by all workers.
@@ -258,6 +268,7 @@ pub async fn execute(ctx: Arc<Ctx>, mut a: Active, step: Step) -> StepResult {
         throttled: false,
         definite_answer: false,
         http: step != Step::WriteAhead,
+        not_sent: None,
     };
     let next = match step {
         Step::PreflightRead | Step::VerifyRead | Step::PreSendRead => {
@@ -423,6 +434,9 @@ async fn read_failed(
     r: &mut StepResult,
 ) -> StepOutcome {
     r.definite_answer = is_definite(&f);
+    if let Failure::NotSent(m) = &f {
+        r.not_sent = Some(m.clone());
+    }
     let (code, message) = (f.code(), f.message());
     match classify(CallKind::Read, &f) {
         Outcome::RunStop => {
@@ -631,6 +645,9 @@ async fn send(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
         Err(f) => f,
     };
     r.definite_answer = is_definite(&failure);
+    if let Failure::NotSent(m) = &failure {
+        r.not_sent = Some(m.clone());
+    }
     a.accepted = false;
     let code = failure.code();
     match classify(CallKind::Write, &failure) {
