@@ -452,3 +452,72 @@ fn an_unreachable_endpoint_stops_the_run_quickly_and_fails_nothing() {
     );
     assert_eq!(j["summary"]["pending"], 500);
 }
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_resume_is_still_safe() {
+    let world = World::generate(&Generate {
+        count: 120,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 12,
+        ..Generate::default()
+    });
+    let mut cfg = fast_config(40);
+    // Half the Opens hang (half of those applied): the first Ctrl-C's drain would wait them out.
+    cfg.faults.hang = 0.25;
+    cfg.faults.hang_applied = 0.25;
+    cfg.hang_for = Duration::from_secs(30);
+    let emu = EmulatorThread::start(cfg, world.clone());
+    let env = Env::new(&emu.url);
+    let fleet = env.write_fleet(&world);
+    let mut c = env.cmd(SECRET_KEY);
+    c.args([
+        "run",
+        "--instances",
+        fleet.to_str().unwrap(),
+        "--rate",
+        "40",
+        "--yes",
+    ])
+    .args([
+        "--timeout",
+        "20s",
+        "--settle-margin",
+        "300ms",
+        "--verify-deadline",
+        "25s",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(3000));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first Ctrl-C drains, it does not exit"
+    );
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 130);
+
+    let mut r = env.cmd(SECRET_KEY);
+    r.arg("resume").args(FAST).args(["--rate", "40"]);
+    let o = output(r);
+    assert!(matches!(o.status.code(), Some(0) | Some(1)), "{}", text(&o));
+    let j = report_json(&env);
+    assert_eq!(j["summary"]["pending"], 0);
+    let truth = emu.truth();
+    assert_eq!(truth.total_blind_open_calls(), 0);
+    for i in j["instances"].as_array().unwrap() {
+        let id = i["instance_id"].as_str().unwrap();
+        if i["state"] == "failed" {
+            assert!(!truth.instances[id].encrypted, "{id}");
+        } else {
+            assert!(truth.instances[id].encrypted, "{id}");
+        }
+    }
+}

@@ -54,7 +54,10 @@ async fn journal_of_a_run(dir: &std::path::Path) -> (std::path::PathBuf, Emulato
     let path = dir.join("j.db");
     let journal = Journal::open(&path).unwrap();
     journal.import(specs).await.unwrap();
-    let run_id = journal.start_run("run", Some(rate)).await.unwrap();
+    let run_id = journal
+        .start_run("run", Some(rate), Some(Duration::from_millis(1000)))
+        .await
+        .unwrap();
     let config = RunConfig {
         rate,
         timeout: Duration::from_millis(1000),

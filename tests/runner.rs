@@ -329,3 +329,87 @@ async fn check_kms_fails_disabled_keys_before_any_write() {
     assert_eq!(encrypted, 30 - disabled.len());
     assert!(truth.action(fleetcrypt::api::kms::DESCRIBE_KEY).accepted >= 30);
 }
+
+/// A run with --timeout 5s died with an attempt in flight; resuming with
+/// --timeout 1s must still wait out the 5-second window before verifying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_waits_for_the_longest_timeout_any_run_used() {
+    use fleetcrypt::journal::{CallRecord, Change, Fact};
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(
+        "cdb-crash001",
+        "ap-guangzhou",
+    ));
+    let specs = specs_of(&world);
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    // The crashed run: --timeout 5s, attempt written ahead, never answered.
+    journal
+        .start_run("run", Some(20), Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let at = fleetcrypt::journal::now_ms();
+    let change = |fact| Change {
+        instance_id: "cdb-crash001".into(),
+        fact,
+        run_id: None,
+        call: Some(CallRecord {
+            action: DESCRIBE_DB_INSTANCE_INFO.into(),
+            endpoint: "x".into(),
+            sent_at_ms: at,
+            ..CallRecord::default()
+        }),
+        at_ms: at,
+    };
+    journal
+        .apply(change(Fact::EncryptionRead { encrypted: false }))
+        .await
+        .unwrap();
+    journal
+        .apply(Change {
+            call: None,
+            ..change(Fact::AttemptWritten {
+                request: "{}".into(),
+            })
+        })
+        .await
+        .unwrap();
+    // The resume, with a much shorter timeout.
+    let config = run_config(&emu.url, 20);
+    assert_eq!(config.timeout, Duration::from_millis(1000));
+    let started = fleetcrypt::journal::now_ms();
+    runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let first_read_after: i64 = conn
+        .query_row(
+            "SELECT MIN(sent_at_ms) FROM events WHERE kind IN ('ReadNotEncrypted', 'VerifiedEncrypted') AND id > (SELECT id FROM events WHERE kind = 'AttemptRecovered')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        first_read_after >= started + 5_000 + 300,
+        "verified {} ms after the restart, before the crashed run's 5 s window closed",
+        first_read_after - started
+    );
+    let (state, attempts): (String, i64) = conn
+        .query_row("SELECT state, attempts FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("encrypted", 2));
+    assert_eq!(emu.truth().total_blind_open_calls(), 0);
+}

@@ -210,7 +210,7 @@ async fn run_inner(global: &Global, input: Option<InputArgs>, job: JobArgs) -> R
     }
     let command = if input.is_some() { "run" } else { "resume" };
     let run_id = journal
-        .start_run(command, Some(config.rate))
+        .start_run(command, Some(config.rate), Some(config.timeout))
         .await
         .map_err(journal_error)?;
     let token = CancellationToken::new();
@@ -577,7 +577,10 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let run_id = journal.start_run("demo", Some(config.rate)).await.ok();
+    let run_id = journal
+        .start_run("demo", Some(config.rate), Some(config.timeout))
+        .await
+        .ok();
     let token = CancellationToken::new();
     install_interrupt(token.clone());
     let started = Instant::now();

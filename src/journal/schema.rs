@@ -9,7 +9,10 @@ use rusqlite::{Connection, OpenFlags};
 use super::JournalError;
 
 /// `migrations/NNNN_*.sql`, in order; index + 1 is the schema version it leads to.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_run_timeout.sql"),
+];
 
 /// Creates the file with mode 0600 before SQLite sees it; SQLite gives its
 /// `-wal` and `-shm` files the database file's mode.
@@ -149,6 +152,31 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         assert!(open_reader(&path).is_ok());
+    }
+
+    #[test]
+    fn an_older_journal_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO runs (started_at_ms, pid, command, tool_version) VALUES (1, 1, 'run', '0.0.1')",
+                [],
+            )
+            .unwrap();
+        }
+        let c = open_writer(&path).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
+        let t: Option<i64> = c
+            .query_row("SELECT timeout_ms FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(t, None, "old rows keep their data and gain the column");
     }
 
     #[test]

@@ -175,6 +175,7 @@ enum Op {
     StartRun {
         command: String,
         rate: Option<u32>,
+        timeout_ms: Option<i64>,
         at_ms: i64,
     },
     EndRun {
@@ -313,11 +314,18 @@ impl Journal {
         self.write(Op::Note(event)).await.map(|_| ())
     }
 
-    pub async fn start_run(&self, command: &str, rate: Option<u32>) -> Result<i64, JournalError> {
+    /// Records a run; `timeout` is its per-request timeout (see migration 0002).
+    pub async fn start_run(
+        &self,
+        command: &str,
+        rate: Option<u32>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<i64, JournalError> {
         match self
             .write(Op::StartRun {
                 command: command.to_string(),
                 rate,
+                timeout_ms: timeout.map(|t| t.as_millis() as i64),
                 at_ms: now_ms(),
             })
             .await?
@@ -357,6 +365,7 @@ impl Journal {
         match self.write_blocking(Op::StartRun {
             command: command.to_string(),
             rate: None,
+            timeout_ms: None,
             at_ms: now_ms(),
         })? {
             Done::Run(id) => Ok(id),
@@ -551,11 +560,12 @@ fn execute(conn: &Connection, op: Op, chain: &mut ChainState) -> Result<Done, Jo
         Op::StartRun {
             command,
             rate,
+            timeout_ms,
             at_ms,
         } => {
             conn.execute(
-                "INSERT INTO runs (started_at_ms, pid, command, tool_version, rate_limit) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![at_ms, std::process::id(), command, env!("CARGO_PKG_VERSION"), rate],
+                "INSERT INTO runs (started_at_ms, pid, command, tool_version, rate_limit, timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![at_ms, std::process::id(), command, env!("CARGO_PKG_VERSION"), rate, timeout_ms],
             )?;
             let id = conn.last_insert_rowid();
             append_event(

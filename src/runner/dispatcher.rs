@@ -45,6 +45,9 @@ pub struct Dispatcher {
     stop: Option<StopReason>,
     /// Until the first definite answer, one request at a time: a wrong key costs one request.
     canary_passed: bool,
+    /// How long after start-up an attempt left by an earlier process may still be in
+    /// flight: the longest timeout any run used (or this run's), plus the margin.
+    recovery_settle: Duration,
     /// Requests that could not even be sent, in a row, before the canary passed.
     unsendable: u32,
     seq: u64,
@@ -68,6 +71,7 @@ impl Dispatcher {
             exhausted: false,
             stop: None,
             canary_passed: false,
+            recovery_settle: Duration::ZERO,
             unsendable: 0,
             seq: 0,
         }
@@ -144,8 +148,7 @@ impl Dispatcher {
                 State::Requesting => {
                     // A previous process wrote this attempt and died: it may have left at any
                     // moment up to that death, so it settles a full timeout from now.
-                    let settles_at_ms =
-                        now_wall + self.ctx.config.settle_total().as_millis() as i64;
+                    let settles_at_ms = now_wall + self.recovery_settle.as_millis() as i64;
                     let applied = self
                         .ctx
                         .journal
@@ -310,6 +313,15 @@ impl Dispatcher {
         // Requests of a previous process may still count in the server's window,
         // including reads it never journaled: wait out one window first.
         let gate = Instant::now() + self.ctx.config.startup_wait;
+        let longest: Option<i64> = self
+            .ctx
+            .journal
+            .query(|c| c.query_row("SELECT MAX(timeout_ms) FROM runs", [], |r| r.get(0)))
+            .await?;
+        let cfg = &self.ctx.config;
+        self.recovery_settle = cfg
+            .settle_total()
+            .max(Duration::from_millis(longest.unwrap_or(0).max(0) as u64) + cfg.settle_margin);
         let mut drain_deadline: Option<Instant> = None;
         loop {
             if self.stop.is_none() {
