@@ -72,12 +72,14 @@ pub fn open_reader(path: &Path) -> Result<Connection, JournalError> {
         reason: e.to_string(),
     })?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Readers (status, report, verify) use only columns that exist since version 1, so an
+    // older journal is read as it is; a read-only connection cannot migrate it anyway.
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version as usize != MIGRATIONS.len() {
+    if version < 1 || version as usize > MIGRATIONS.len() {
         return Err(JournalError::Open {
             path: path.display().to_string(),
             reason: format!(
-                "schema version {version}, this fleetcrypt reads {}",
+                "schema version {version}; this fleetcrypt reads versions 1 to {}",
                 MIGRATIONS.len()
             ),
         });
@@ -168,6 +170,10 @@ mod tests {
             )
             .unwrap();
         }
+        // status and report read it before any writer has migrated it.
+        let r = open_reader(&path).unwrap();
+        assert_eq!(crate::journal::read::runs(&r).unwrap().len(), 1);
+        drop(r);
         let c = open_writer(&path).unwrap();
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))

@@ -140,10 +140,12 @@ pub fn series(conn: &Connection, max_points: usize) -> rusqlite::Result<Series> 
     Ok(s)
 }
 
-/// A timeline of notable moments: runs, and per-minute counts of what happened.
+/// A timeline of notable moments: runs, and per run and minute what happened.
 pub fn timeline(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
     let mut out = Vec::new();
-    for r in read::runs(conn)? {
+    let runs = read::runs(conn)?;
+    let last_id = runs.last().map(|r| r.id);
+    for r in &runs {
         out.push((
             r.started_at_ms,
             format!(
@@ -156,21 +158,32 @@ pub fn timeline(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
                     .unwrap_or_else(|| "-".into())
             ),
         ));
-        if let (Some(end), Some(code)) = (r.ended_at_ms, r.exit_code) {
-            out.push((end, format!("run {} ended with exit code {code}", r.id)));
+        match (r.ended_at_ms, r.exit_code) {
+            (Some(end), Some(code)) => {
+                out.push((end, format!("run {} ended with exit code {code}", r.id)))
+            }
+            _ if Some(r.id) != last_id => out.push((
+                r.started_at_ms,
+                format!(
+                    "run {} recorded no end: it was killed or crashed (the next run recovered its work)",
+                    r.id
+                ),
+            )),
+            _ => {}
         }
     }
     let mut stmt = conn.prepare(
-        "SELECT at_ms / 60000 AS minute, kind, count(*), MIN(at_ms) FROM events WHERE kind IN ('VerifiedEncrypted','FoundAlreadyEncrypted','PreflightFailed','GaveUp','RetryScheduled','AttemptRecovered','ResetForRetry') OR (kind = 'AttemptAnswered' AND detail IN ('ambiguous','refused')) GROUP BY minute, kind ORDER BY minute",
+        "SELECT run_id, at_ms / 60000 AS minute, kind, count(*), MIN(at_ms) FROM events WHERE kind IN ('VerifiedEncrypted','FoundAlreadyEncrypted','PreflightFailed','GaveUp','RetryScheduled','AttemptRecovered','ResetForRetry') OR (kind = 'AttemptAnswered' AND detail IN ('ambiguous','refused')) GROUP BY run_id, minute, kind ORDER BY run_id, minute",
     )?;
     let mut rows = stmt.query([])?;
-    // Per minute: what happened, stamped with the minute's first such event.
-    let mut per_minute: BTreeMap<i64, (i64, Vec<String>)> = BTreeMap::new();
+    // Per run and minute: what happened, stamped with the group's first such event.
+    let mut groups: BTreeMap<(Option<i64>, i64), (i64, Vec<String>)> = BTreeMap::new();
     while let Some(r) = rows.next()? {
-        let minute: i64 = r.get(0)?;
-        let kind: String = r.get(1)?;
-        let n: u64 = r.get(2)?;
-        let first: i64 = r.get(3)?;
+        let run: Option<i64> = r.get(0)?;
+        let minute: i64 = r.get(1)?;
+        let kind: String = r.get(2)?;
+        let n: u64 = r.get(3)?;
+        let first: i64 = r.get(4)?;
         let label = match kind.as_str() {
             "VerifiedEncrypted" => "verified encrypted",
             "FoundAlreadyEncrypted" => "found already encrypted",
@@ -183,11 +196,11 @@ pub fn timeline(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
             "ResetForRetry" => "reset for retry",
             _ => "ambiguous or refused answers",
         };
-        let e = per_minute.entry(minute).or_insert((first, Vec::new()));
+        let e = groups.entry((run, minute)).or_insert((first, Vec::new()));
         e.0 = e.0.min(first);
         e.1.push(format!("{n} {label}"));
     }
-    for (_, (first, parts)) in per_minute {
+    for (_, (first, parts)) in groups {
         out.push((first, parts.join(", ")));
     }
     out.sort_by_key(|(t, _)| *t);

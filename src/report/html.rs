@@ -37,7 +37,7 @@ h1{font-size:24px;margin:0 0 4px}h2{font-size:17px;margin:32px 0 10px;border-bot
 .card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px}
 .card .n{font-size:26px;font-weight:650}.card .l{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
 .card.ok .n{color:var(--ok)}.card.info .n{color:var(--info)}.card.bad .n{color:var(--bad)}.card.warn .n{color:var(--warn)}
-.panel{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:10px 0}
+.panel{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:10px 0;overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:12.5px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{background:#eef2f7;font-weight:600;cursor:pointer;user-select:none;white-space:nowrap}td.num,th.num{text-align:right}
 .state{display:inline-block;padding:1px 7px;border-radius:10px;font-size:11.5px;font-weight:600}
