@@ -4,6 +4,7 @@
 //!   cargo run --release --example bench -- ceiling [N]      # limits off, zero latency: runner + journal ceiling
 //!   cargo run --release --example bench -- emulator [SECS]  # emulator requests/s, zero latency, loopback
 //!   cargo run --release --example bench -- report [N]       # report json/csv on an N-instance journal (100000)
+//!   cargo run --release --example bench -- input [N]        # parse an N-row CSV (1000000): time and peak RSS
 //!
 //! The runner and the emulator run as separate processes (the real binary), so
 //! the runner's peak RSS and CPU time are its own (from wait4's rusage).
@@ -402,6 +403,67 @@ fn report(n: usize) {
     }
 }
 
+fn input(n: usize) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        writeln!(f, "InstanceId,Region,KeyId,KeyRegion,Name,Team").unwrap();
+        for i in 0..n {
+            writeln!(f, "cdb-{i:08},ap-guangzhou,,,db-{i},team-{}", i % 13).unwrap();
+        }
+    }
+    let size = std::fs::metadata(&path).unwrap().len();
+    // Peak RSS of the parsing alone: reset the kernel's high-water mark first.
+    let hwm = || {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    let rss_now = || {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM (Linux)");
+    let before = rss_now();
+    let started = Instant::now();
+    // What `run` does: validate in one pass, then stream unique rows in chunks to the journal.
+    let v = fleetcrypt::input::validate(path.to_str().unwrap(), &Default::default()).unwrap();
+    let mut streamed = 0;
+    v.read_chunks(10_000, |chunk| {
+        streamed += chunk.len();
+        Ok(())
+    })
+    .unwrap();
+    let took = started.elapsed();
+    println!(
+        "input: {} rows ({streamed} streamed), {:.1} MB CSV",
+        v.len(),
+        size as f64 / 1e6
+    );
+    println!(
+        "  validated and streamed (two passes) in {:.2} s ({:.0} rows/s)",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    let peak = hwm();
+    println!(
+        "  peak RSS {peak:.1} MB, {:.1} MB above the {before:.1} MB before parsing: {:.2}x the file size",
+        peak - before,
+        (peak - before) * 1e6 / size as f64 * (1024.0 * 1024.0 / 1e6)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n = |d: usize| args.get(2).and_then(|s| s.parse().ok()).unwrap_or(d);
@@ -410,6 +472,7 @@ fn main() {
         Some("ceiling") => ceiling(n(20000)),
         Some("emulator") => emulator(n(10) as u64),
         Some("report") => report(n(100_000)),
-        _ => eprintln!("usage: bench throughput|ceiling|emulator|report [N]"),
+        Some("input") => input(n(1_000_000)),
+        _ => eprintln!("usage: bench throughput|ceiling|emulator|report|input [N]"),
     }
 }

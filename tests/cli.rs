@@ -521,3 +521,40 @@ fn a_second_ctrl_c_exits_at_once_and_resume_is_still_safe() {
         }
     }
 }
+
+#[test]
+fn standard_input_is_read_twice_through_a_spool() {
+    use std::io::Write;
+    let world = World::generate(&Generate {
+        count: 30,
+        seed: 31,
+        ..Generate::default()
+    });
+    let emu = EmulatorThread::start(fast_config(40), world.clone());
+    let env = Env::new(&emu.url);
+    let mut csv = String::from("InstanceId,Region,Owner\r\n");
+    for s in specs_of(&world) {
+        csv.push_str(&format!("{},{},ops\r\n", s.id, s.region));
+    }
+    let first = specs_of(&world)[0].clone();
+    csv.push_str(&format!("{},{},ops\r\n", first.id, first.region)); // exact duplicate: merged
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(["run", "--instances", "-", "--rate", "40"])
+        .args(FAST)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(csv.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(matches!(o.status.code(), Some(0) | Some(1)), "{}", text(&o));
+    let j = report_json(&env);
+    assert_eq!(j["summary"]["total"], 30);
+    assert_eq!(j["summary"]["pending"], 0);
+    assert_eq!(j["instances"][0]["labels"]["Owner"], "ops");
+}

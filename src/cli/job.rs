@@ -14,7 +14,7 @@ use crate::api::credentials::{self, Credentials, ProcessEnv};
 use crate::api::{Client, ClientOptions};
 use crate::emulator::{Emulator, EmulatorConfig, Faults, Latency, World};
 use crate::input::{self, Defaults, InstanceSpec};
-use crate::journal::{read, schema, Journal, JournalLock, State};
+use crate::journal::{read, schema, ImportSummary, Journal, JournalLock, State};
 use crate::runner::{self, Counters, RunConfig, StopReason};
 
 /// The fleet `demo` emulates when no --fleet is given.
@@ -42,7 +42,7 @@ fn run_config(global: &Global, job: &JobArgs) -> Result<RunConfig, String> {
     })
 }
 
-fn load_input(input: &InputArgs) -> Result<Vec<InstanceSpec>, u8> {
+fn load_input(input: &InputArgs) -> Result<input::Validated, u8> {
     if input.key_id.is_some() != input.key_region.is_some() {
         eprintln!("fleetcrypt: --key-id and --key-region go together");
         return Err(exit::USAGE);
@@ -56,7 +56,7 @@ fn load_input(input: &InputArgs) -> Result<Vec<InstanceSpec>, u8> {
         key_id: input.key_id.clone(),
         key_region: input.key_region.clone(),
     };
-    input::load(&input.instances, &defaults).map_err(|e| {
+    input::validate(&input.instances, &defaults).map_err(|e| {
         eprint!("fleetcrypt: {e}");
         exit::USAGE
     })
@@ -129,8 +129,42 @@ fn confirm(pending: u64, journal: &Path) -> bool {
 /// check that can fail without sending anything happens here.
 struct Prepared {
     config: RunConfig,
-    specs: Option<Vec<InstanceSpec>>,
+    specs: Option<input::Validated>,
     client: Client,
+}
+
+/// Streams a validated input into the journal in chunks (one transaction each),
+/// so a million-row file is never held in memory.
+async fn import(journal: &Journal, specs: input::Validated) -> Result<ImportSummary, u8> {
+    let j = journal.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut total = ImportSummary::default();
+        let mut failure = None;
+        let read = specs.read_chunks(10_000, |chunk| match j.import_blocking(chunk) {
+            Ok(s) => {
+                total.added += s.added;
+                total.already_known += s.already_known;
+                total.differing.extend(s.differing);
+                Ok(())
+            }
+            Err(e) => {
+                let text = e.to_string();
+                failure = Some(e);
+                Err(std::io::Error::other(text))
+            }
+        });
+        match (failure, read) {
+            (Some(e), _) => Err(e.to_string()),
+            (None, Err(e)) => Err(format!("cannot read the input again: {e}")),
+            (None, Ok(())) => Ok(total),
+        }
+    })
+    .await;
+    match joined {
+        Ok(Ok(total)) => Ok(total),
+        Ok(Err(e)) => Err(journal_error(e)),
+        Err(e) => Err(journal_error(e)),
+    }
 }
 
 fn prepare(global: &Global, job: &JobArgs, input: Option<&InputArgs>) -> Result<Prepared, u8> {
@@ -188,7 +222,7 @@ async fn run_inner(global: &Global, input: Option<InputArgs>, job: JobArgs) -> R
     }
     let (_lock, journal) = open_for_write(&global.journal)?;
     if let Some(specs) = specs {
-        let s = journal.import(specs).await.map_err(journal_error)?;
+        let s = import(&journal, specs).await?;
         tracing::info!(
             added = s.added,
             already_in_journal = s.already_known,
@@ -392,10 +426,9 @@ async fn plan_inner(global: &Global, input: InputArgs, job: JobArgs) -> Result<u
         .map_err(journal_error)?;
     let path = dir.path().join("plan.db");
     let journal = Journal::open(&path).map_err(journal_error)?;
-    journal
-        .import(specs.unwrap_or_default())
-        .await
-        .map_err(journal_error)?;
+    if let Some(specs) = specs {
+        import(&journal, specs).await?;
+    }
     let token = CancellationToken::new();
     install_interrupt(token.clone());
     let code = drive(&journal, &client, &config, None, token, global.quiet).await;

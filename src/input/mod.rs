@@ -1,8 +1,13 @@
 //! Input files (SPEC §4): a CSV with a header row, or a plain instance list.
 //! Every problem is collected and reported at once with `file:line`, and a file
 //! with any problem yields no instances at all, so nothing is ever sent for
-//! half a file. Rows are read as a stream; duplicates are found by sorting
-//! indices, so a large file is held in memory once.
+//! half a file.
+//!
+//! Large files are never held in memory: [`validate`] streams the file once and
+//! keeps only a duplicate index (a valid id packs exactly into a `u64`), then
+//! [`Validated::read_chunks`] streams the unique rows again in chunks, for the
+//! journal to import. Standard input is spooled to a temporary file for the
+//! second pass.
 
 mod regions;
 
@@ -80,43 +85,227 @@ impl fmt::Display for InputError {
     }
 }
 
-/// Reads `path` (`-` for standard input).
-pub fn load(path: &str, defaults: &Defaults) -> Result<Vec<InstanceSpec>, InputError> {
-    if path == "-" {
-        return parse("<stdin>", std::io::stdin().lock(), defaults);
-    }
-    match std::fs::File::open(path) {
-        Ok(f) => parse(path, f, defaults),
-        Err(e) => Err(InputError {
-            problems: vec![Problem {
-                file: path.to_string(),
-                line: 0,
-                message: format!("cannot open: {e}"),
-            }],
-        }),
+/// Where the rows come from, readable twice.
+enum Source {
+    Path(std::path::PathBuf),
+    Spooled(tempfile::NamedTempFile),
+    Bytes(Vec<u8>),
+}
+
+/// A file that passed validation: its duplicate index and a way to read it again.
+pub struct Validated {
+    name: String,
+    source: Source,
+    defaults: Defaults,
+    /// (id key, first line, attributes hash), sorted by id key, one entry per instance.
+    keep: Vec<Entry>,
+}
+
+/// (id key, line, hash of Region/KeyId/KeyRegion): 24 bytes a row, the whole index.
+type Entry = (u64, u64, u64);
+
+impl std::fmt::Debug for Validated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Validated({}, {} instances)", self.name, self.keep.len())
     }
 }
 
-/// Parses one input stream named `name` in messages.
+impl Validated {
+    /// Unique instances in the file.
+    pub fn len(&self) -> usize {
+        self.keep.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keep.is_empty()
+    }
+
+    /// Streams the unique rows (exact duplicates merged into their first line) in
+    /// chunks of `size`, in file order.
+    pub fn read_chunks(
+        &self,
+        size: usize,
+        mut f: impl FnMut(Vec<InstanceSpec>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let reader: Box<dyn Read> = match &self.source {
+            Source::Path(p) => Box::new(std::fs::File::open(p)?),
+            Source::Spooled(t) => Box::new(t.reopen()?),
+            Source::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+        };
+        let mut c = Collector::new(&self.name, &self.defaults);
+        c.sink = Sink::Emit {
+            keep: &self.keep,
+            chunk: Vec::with_capacity(size.min(1 << 16)),
+            size: size.max(1),
+            flush: &mut f,
+            error: None,
+        };
+        c.read_all(reader);
+        if let Sink::Emit {
+            chunk,
+            flush,
+            error,
+            ..
+        } = c.sink
+        {
+            if let Some(e) = error {
+                return Err(e);
+            }
+            if !chunk.is_empty() {
+                flush(chunk)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every unique row at once (small inputs: the demo, the emulator's fleet).
+    pub fn collect(&self) -> std::io::Result<Vec<InstanceSpec>> {
+        let mut all = Vec::with_capacity(self.len());
+        self.read_chunks(1 << 16, |chunk| {
+            all.extend(chunk);
+            Ok(())
+        })?;
+        Ok(all)
+    }
+}
+
+fn open_problem(file: &str, e: impl std::fmt::Display) -> InputError {
+    InputError {
+        problems: vec![Problem {
+            file: file.to_string(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        }],
+    }
+}
+
+/// Checks `path` (`-` for standard input) in one streaming pass.
+pub fn validate(path: &str, defaults: &Defaults) -> Result<Validated, InputError> {
+    if path == "-" {
+        let spool = tempfile::NamedTempFile::new().map_err(|e| open_problem("<stdin>", e))?;
+        let tee = Tee {
+            inner: std::io::stdin().lock(),
+            copy: spool.reopen().map_err(|e| open_problem("<stdin>", e))?,
+        };
+        return check("<stdin>", tee, Source::Spooled(spool), defaults);
+    }
+    let file = std::fs::File::open(path).map_err(|e| InputError {
+        problems: vec![Problem {
+            file: path.to_string(),
+            line: 0,
+            message: format!("cannot open: {e}"),
+        }],
+    })?;
+    check(path, file, Source::Path(path.into()), defaults)
+}
+
+/// Reads all of `path` (`-` for standard input): for inputs that fit in memory.
+pub fn load(path: &str, defaults: &Defaults) -> Result<Vec<InstanceSpec>, InputError> {
+    let v = validate(path, defaults)?;
+    v.collect().map_err(|e| open_problem(path, e))
+}
+
+/// Parses an in-memory input named `name` in messages.
 pub fn parse(
     name: &str,
-    reader: impl Read,
+    mut reader: impl Read,
     defaults: &Defaults,
 ) -> Result<Vec<InstanceSpec>, InputError> {
-    // The csv crate counts CRLF lines one short; reading LF only keeps file:line exact.
-    let mut reader = BufReader::with_capacity(1 << 16, StripCr::new(reader));
-    let mut c = Collector {
-        file: name.to_string(),
-        problems: Vec::new(),
-        specs: Vec::new(),
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| open_problem(name, e))?;
+    let v = check(
+        name,
+        bytes.as_slice(),
+        Source::Bytes(bytes.clone()),
         defaults,
+    )?;
+    v.collect().map_err(|e| open_problem(name, e))
+}
+
+fn check(
+    name: &str,
+    reader: impl Read,
+    source: Source,
+    defaults: &Defaults,
+) -> Result<Validated, InputError> {
+    let mut c = Collector::new(name, defaults);
+    c.read_all(reader);
+    let Sink::Check { seen: mut rows } = c.sink else {
+        unreachable!("a checking collector")
     };
-    match sniff_csv(&mut reader) {
-        Ok(true) => c.read_csv(reader),
-        Ok(false) => c.read_list(reader),
-        Err(e) => c.problem(0, format!("cannot read: {e}")),
+    let mut problems = c.problems;
+    // Duplicates: sort by (id, line); the first line of each id is kept, a later line with
+    // the same attributes is merged, one with different attributes is a problem.
+    rows.sort_unstable();
+    let mut i = 0;
+    while i < rows.len() {
+        let first = rows[i];
+        let mut j = i + 1;
+        while j < rows.len() && rows[j].0 == first.0 {
+            if rows[j].2 != first.2 {
+                problems.push(Problem {
+                    file: name.to_string(),
+                    line: rows[j].1,
+                    message: format!(
+                        "duplicate InstanceId cdb-{} conflicts with line {} (different Region, KeyId or KeyRegion)",
+                        String::from_utf8_lossy(&first.0.to_be_bytes()),
+                        first.1
+                    ),
+                });
+            }
+            j += 1;
+        }
+        i = j;
     }
-    c.finish()
+    rows.dedup_by_key(|e| e.0);
+    rows.shrink_to_fit();
+    let seen = rows;
+    if problems.is_empty() && seen.is_empty() {
+        problems.push(Problem {
+            file: name.to_string(),
+            line: 1,
+            message: "no instances in the input".into(),
+        });
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.line);
+        return Err(InputError { problems });
+    }
+    Ok(Validated {
+        name: name.to_string(),
+        source,
+        defaults: defaults.clone(),
+        keep: seen,
+    })
+}
+
+/// Copies what is read from `inner` into `copy` (stdin's spool for the second pass).
+struct Tee<R> {
+    inner: R,
+    copy: std::fs::File,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        std::io::Write::write_all(&mut self.copy, &buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// A valid id (`cdb-` + 8 lower-case letters or digits) as exactly 8 bytes.
+fn id_key(id: &str) -> u64 {
+    let b = id.as_bytes();
+    u64::from_be_bytes(b[4..12].try_into().expect("a valid id has 12 bytes"))
+}
+
+fn attrs_hash(spec: &InstanceSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&spec.region, &spec.key_id, &spec.key_region).hash(&mut h);
+    h.finish()
 }
 
 /// Streams bytes with every `\r` that precedes a `\n` removed.
@@ -194,11 +383,24 @@ fn sniff_csv(reader: &mut BufReader<impl Read>) -> std::io::Result<bool> {
     Ok(false)
 }
 
+/// What happens to a good row: pass 1 indexes it, pass 2 emits it.
+enum Sink<'a> {
+    /// Every good row's entry, in file order (duplicates resolved after the pass).
+    Check { seen: Vec<Entry> },
+    Emit {
+        keep: &'a [Entry],
+        chunk: Vec<InstanceSpec>,
+        size: usize,
+        flush: &'a mut dyn FnMut(Vec<InstanceSpec>) -> std::io::Result<()>,
+        error: Option<std::io::Error>,
+    },
+}
+
 struct Collector<'a> {
     file: String,
     problems: Vec<Problem>,
-    specs: Vec<InstanceSpec>,
     defaults: &'a Defaults,
+    sink: Sink<'a>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -209,7 +411,55 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-impl Collector<'_> {
+impl<'a> Collector<'a> {
+    fn new(file: &str, defaults: &'a Defaults) -> Self {
+        Collector {
+            file: file.to_string(),
+            problems: Vec::new(),
+            defaults,
+            sink: Sink::Check { seen: Vec::new() },
+        }
+    }
+
+    fn read_all(&mut self, reader: impl Read) {
+        // The csv crate counts CRLF lines one short; reading LF only keeps file:line exact.
+        let mut reader = BufReader::with_capacity(1 << 16, StripCr::new(reader));
+        match sniff_csv(&mut reader) {
+            Ok(true) => self.read_csv(reader),
+            Ok(false) => self.read_list(reader),
+            Err(e) => self.problem(0, format!("cannot read: {e}")),
+        }
+    }
+
+    /// A row that passed every check.
+    fn accept(&mut self, spec: InstanceSpec) {
+        let key = id_key(&spec.id);
+        let line = spec.line;
+        match &mut self.sink {
+            Sink::Check { seen } => seen.push((key, line, attrs_hash(&spec))),
+            Sink::Emit {
+                keep,
+                chunk,
+                size,
+                flush,
+                error,
+            } => {
+                let first = keep
+                    .binary_search_by_key(&key, |e| e.0)
+                    .ok()
+                    .map(|i| keep[i].1);
+                if first == Some(line) && error.is_none() {
+                    chunk.push(spec);
+                    if chunk.len() >= *size {
+                        if let Err(e) = flush(std::mem::take(chunk)) {
+                            *error = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn problem(&mut self, line: u64, message: String) {
         self.problems.push(Problem {
             file: self.file.clone(),
@@ -295,7 +545,7 @@ impl Collector<'_> {
             (None, None) => {}
         }
         if ok {
-            self.specs.push(InstanceSpec {
+            self.accept(InstanceSpec {
                 id: id.to_string(),
                 region: region.unwrap_or_default(),
                 key_id,
@@ -408,48 +658,6 @@ impl Collector<'_> {
             }
             self.row(n, id, region, "", "", Vec::new());
         }
-    }
-
-    fn finish(mut self) -> Result<Vec<InstanceSpec>, InputError> {
-        // Duplicates: sort indices by id, compare neighbours; the later line is the one reported.
-        let mut order: Vec<usize> = (0..self.specs.len()).collect();
-        order.sort_by(|&a, &b| {
-            self.specs[a]
-                .id
-                .cmp(&self.specs[b].id)
-                .then(self.specs[a].line.cmp(&self.specs[b].line))
-        });
-        let mut drop = vec![false; self.specs.len()];
-        let mut dup_problems = Vec::new();
-        for w in order.windows(2) {
-            let (a, b) = (&self.specs[w[0]], &self.specs[w[1]]);
-            if a.id != b.id {
-                continue;
-            }
-            if a.region == b.region && a.key_id == b.key_id && a.key_region == b.key_region {
-                drop[w[1]] = true; // exact duplicate: merged
-            } else {
-                dup_problems.push((b.line, format!("duplicate InstanceId {} conflicts with line {} (different Region, KeyId or KeyRegion)", b.id, a.line)));
-            }
-        }
-        for (line, msg) in dup_problems {
-            self.problem(line, msg);
-        }
-        if self.problems.is_empty() && self.specs.is_empty() {
-            self.problem(1, "no instances in the input".into());
-        }
-        if !self.problems.is_empty() {
-            self.problems.sort_by_key(|p| p.line);
-            return Err(InputError {
-                problems: self.problems,
-            });
-        }
-        let mut i = 0;
-        self.specs.retain(|_| {
-            i += 1;
-            !drop[i - 1]
-        });
-        Ok(self.specs)
     }
 }
 
