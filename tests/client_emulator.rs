@@ -15,7 +15,7 @@ async fn start(config: EmulatorConfig) -> Emulator {
     world.add_instance(Instance::new("cdb-abcd1234", "ap-guangzhou"));
     world.add_instance(Instance::new("cdb-enc00001", "ap-guangzhou").pre_encrypted());
     let config = EmulatorConfig {
-        credentials: vec![(ID.into(), KEY.into())],
+        credentials: vec![(ID.into(), fleetcrypt::api::Secret::new(KEY))],
         ..config
     };
     Emulator::start(config, world, "127.0.0.1:0".parse().unwrap())

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{exit, parse_duration};
+use crate::api::Secret;
 use crate::emulator::{Emulator, EmulatorConfig, Faults, Generate, Latency, World};
 use crate::input::{self, Defaults};
 
@@ -53,8 +54,8 @@ pub struct EmulatorArgs {
     #[arg(long)]
     pub secret_id: Option<String>,
     /// Accepted SecretKey (default TENCENTCLOUD_SECRET_KEY).
-    #[arg(long)]
-    pub secret_key: Option<String>,
+    #[arg(long, value_parser = |s: &str| Ok::<_, String>(Secret::new(s)))]
+    pub secret_key: Option<Secret>,
     /// Per-action limit per (Host, SecretId) and sliding second: ACTION=N (0 = none; repeatable).
     #[arg(long, value_name = "ACTION=N")]
     pub rate_limit: Vec<String>,
@@ -143,7 +144,7 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
     let key = args
         .secret_key
         .clone()
-        .or_else(|| env("TENCENTCLOUD_SECRET_KEY"));
+        .or_else(|| env("TENCENTCLOUD_SECRET_KEY").map(Secret::new));
     let generated = id.is_none() || key.is_none();
     let (id, key) = match (id, key) {
         (Some(i), Some(k)) => (i, k),
@@ -152,7 +153,7 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
                 "AKIDemu{}",
                 &uuid::Uuid::new_v4().simple().to_string()[..16]
             ),
-            uuid::Uuid::new_v4().simple().to_string(),
+            Secret::new(uuid::Uuid::new_v4().simple().to_string()),
         ),
     };
     c.credentials = vec![(id, key)];
@@ -214,7 +215,7 @@ pub async fn run(args: EmulatorArgs) -> u8 {
     if generated {
         // The emulator's own throwaway pair: printing it is how a user gets it.
         say!("export TENCENTCLOUD_SECRET_ID={id}");
-        say!("export TENCENTCLOUD_SECRET_KEY={key}");
+        say!("export TENCENTCLOUD_SECRET_KEY={}", key.expose());
     }
     say!("ground truth: curl {}/__emulator/state", emu.url());
     use std::io::Write;

@@ -11,7 +11,7 @@ use super::output::Progress;
 use super::{exit, Global, InputArgs, JobArgs};
 use crate::api::classify::hint;
 use crate::api::credentials::{self, Credentials, ProcessEnv};
-use crate::api::{Client, ClientOptions};
+use crate::api::{Client, ClientOptions, Secret};
 use crate::emulator::{Emulator, EmulatorConfig, Faults, Latency, World};
 use crate::input::{self, Defaults, InstanceSpec};
 use crate::journal::{read, schema, ImportSummary, Journal, JournalLock, State};
@@ -535,7 +535,7 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         ..Faults::default()
     };
     let mut emu_config = EmulatorConfig {
-        credentials: vec![(secret_id.clone(), secret_key.clone())],
+        credentials: vec![(secret_id.clone(), Secret::new(secret_key.clone()))],
         faults,
         propagation: Duration::from_millis(200),
         apply_within: Duration::from_millis(800),

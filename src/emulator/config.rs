@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::api::cdb::*;
 use crate::api::kms::DESCRIBE_KEY;
+use crate::api::Secret;
 
 /// A latency range; each answer waits a uniform draw from it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,8 +114,8 @@ impl Faults {
 /// Everything that shapes the emulator's behaviour.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
-    /// Accepted `(SecretId, SecretKey)` pairs.
-    pub credentials: Vec<(String, String)>,
+    /// Accepted `(SecretId, SecretKey)` pairs (an operator may rehearse with real ones).
+    pub credentials: Vec<(String, Secret)>,
     /// Requests per sliding second per (action, Host, SecretId); 0 = unlimited.
     pub rate_limits: HashMap<String, u32>,
     /// Latency per action; actions not listed answer at once.

@@ -23,7 +23,7 @@ use super::config::{EmulatorConfig, Latency};
 use super::world::{ActionTruth, GroundTruth, InstanceTruth, World, MASTER};
 use crate::api::cdb::*;
 use crate::api::kms::{DescribeKeyResponse, KeyMetadata, DESCRIBE_KEY};
-use crate::api::sign;
+use crate::api::{sign, Secret};
 use crate::window::SlidingWindow;
 
 /// A running emulator.
@@ -35,7 +35,7 @@ pub struct Emulator {
 
 struct Shared {
     config: EmulatorConfig,
-    keys: HashMap<String, String>,
+    keys: HashMap<String, Secret>,
     started: Instant,
     inner: Mutex<Inner>,
 }
@@ -267,7 +267,7 @@ fn authenticate(
         payload: body,
         timestamp: ts,
     };
-    let expected = sign::sign_headers(&input, &pairs, key);
+    let expected = sign::sign_headers(&input, &pairs, key.expose());
     let scope_ok = parsed.date == sign::utc_date(ts)
         && expected_service.is_none_or(|s| s == parsed.service)
         && names.contains(&"host")

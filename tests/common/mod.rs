@@ -23,7 +23,7 @@ pub struct EmulatorThread {
 impl EmulatorThread {
     pub fn start(config: EmulatorConfig, world: World) -> EmulatorThread {
         let config = EmulatorConfig {
-            credentials: vec![(SECRET_ID.into(), SECRET_KEY.into())],
+            credentials: vec![(SECRET_ID.into(), fleetcrypt::api::Secret::new(SECRET_KEY))],
             ..config
         };
         let (tx, rx) = mpsc::channel();
