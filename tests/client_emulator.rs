@@ -27,60 +27,48 @@ fn client(key: &str) -> Client {
     Client::new(Credentials::new(ID, key), &ClientOptions::default()).unwrap()
 }
 
+async fn info(c: &Client, ep: &Endpoint) -> Result<String, Failure> {
+    c.call::<_, DescribeDBInstanceInfoResponse>(
+        ep,
+        Service::Cdb,
+        DESCRIBE_DB_INSTANCE_INFO,
+        Some("ap-guangzhou"),
+        &InstanceIdRequest {
+            instance_id: "cdb-abcd1234".into(),
+        },
+    )
+    .await
+    .result
+    .map(|a| a.data.encryption)
+}
+
+async fn open(c: &Client, ep: &Endpoint) -> Result<Option<String>, Failure> {
+    c.call::<_, OpenDBInstanceEncryptionResponse>(
+        ep,
+        Service::Cdb,
+        OPEN_DB_INSTANCE_ENCRYPTION,
+        Some("ap-guangzhou"),
+        &OpenDBInstanceEncryptionRequest {
+            instance_id: "cdb-abcd1234".into(),
+            key_id: None,
+            key_region: None,
+        },
+    )
+    .await
+    .result
+    .map(|a| a.request_id)
+}
+
 #[tokio::test]
 async fn describe_open_describe() {
     let emu = start(EmulatorConfig::default().instant()).await;
     let ep = Endpoint::parse(&emu.url()).unwrap();
     let c = client(KEY);
-    let req = InstanceIdRequest {
-        instance_id: "cdb-abcd1234".into(),
-    };
-    let r = c
-        .call::<_, DescribeDBInstanceInfoResponse>(
-            &ep,
-            Service::Cdb,
-            DESCRIBE_DB_INSTANCE_INFO,
-            Some("ap-guangzhou"),
-            &req,
-        )
-        .await;
-    assert_eq!(r.result.unwrap().data.encryption, "NO");
-    let open = OpenDBInstanceEncryptionRequest {
-        instance_id: "cdb-abcd1234".into(),
-        key_id: None,
-        key_region: None,
-    };
-    let r = c
-        .call::<_, OpenDBInstanceEncryptionResponse>(
-            &ep,
-            Service::Cdb,
-            OPEN_DB_INSTANCE_ENCRYPTION,
-            Some("ap-guangzhou"),
-            &open,
-        )
-        .await;
-    assert!(r.result.unwrap().request_id.is_some());
-    let r = c
-        .call::<_, DescribeDBInstanceInfoResponse>(
-            &ep,
-            Service::Cdb,
-            DESCRIBE_DB_INSTANCE_INFO,
-            Some("ap-guangzhou"),
-            &req,
-        )
-        .await;
-    assert_eq!(r.result.unwrap().data.encryption, "YES");
+    assert_eq!(info(&c, &ep).await.unwrap(), "NO");
+    assert!(open(&c, &ep).await.unwrap().is_some(), "a RequestId");
+    assert_eq!(info(&c, &ep).await.unwrap(), "YES");
     // A second Open on an encrypted instance is refused, and the emulator counts it.
-    let r = c
-        .call::<_, OpenDBInstanceEncryptionResponse>(
-            &ep,
-            Service::Cdb,
-            OPEN_DB_INSTANCE_ENCRYPTION,
-            Some("ap-guangzhou"),
-            &open,
-        )
-        .await;
-    match r.result {
+    match open(&c, &ep).await {
         Err(Failure::Api { code, .. }) => assert_eq!(code, "OperationDenied"),
         other => panic!("{other:?}"),
     }

@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 use super::{exit, DiscoverArgs, Global};
 use crate::api::cdb::*;
 use crate::api::classify::hint;
-use crate::api::credentials::{self, ProcessEnv};
-use crate::api::{Client, ClientOptions, Endpoint, Failure, Service};
+use crate::api::{Client, Endpoint, Failure, Service};
 use crate::journal::{chain, read, schema, ChainReport, JournalLock, State};
 
 pub fn status(global: &Global, as_json: bool) -> u8 {
@@ -230,26 +229,8 @@ pub fn journal_verify(global: &Global) -> u8 {
 }
 
 fn make_client(global: &Global, timeout: Duration) -> Result<Client, u8> {
-    let creds = credentials::load(global.profile.as_deref(), &ProcessEnv).map_err(|e| {
-        eprintln!("fleetcrypt: {e}");
-        exit::ACCOUNT
-    })?;
-    let resolve = global.resolves().map_err(|e| {
-        eprintln!("fleetcrypt: {e}");
-        exit::USAGE
-    })?;
-    Client::new(
-        creds,
-        &ClientOptions {
-            timeout,
-            resolve,
-            ..ClientOptions::default()
-        },
-    )
-    .map_err(|e| {
-        eprintln!("fleetcrypt: {e}");
-        exit::SOME_FAILED
-    })
+    let creds = super::job::load_credentials(global)?;
+    super::job::client(global, creds, timeout, 16)
 }
 
 fn failure_exit(f: &Failure) -> u8 {

@@ -62,7 +62,8 @@ fn load_input(input: &InputArgs) -> Result<input::Validated, u8> {
     })
 }
 
-fn load_credentials(global: &Global) -> Result<Credentials, u8> {
+/// Credentials in SPEC order; missing ones are an account-wide stop (exit 3).
+pub(super) fn load_credentials(global: &Global) -> Result<Credentials, u8> {
     credentials::load(global.profile.as_deref(), &ProcessEnv).map_err(|e| {
         eprintln!("fleetcrypt: {e}");
         match e {
@@ -72,7 +73,13 @@ fn load_credentials(global: &Global) -> Result<Credentials, u8> {
     })
 }
 
-fn client(global: &Global, creds: Credentials, config: &RunConfig) -> Result<Client, u8> {
+/// The signed client for the global flags (`--resolve` pins) and a timeout.
+pub(super) fn client(
+    global: &Global,
+    creds: Credentials,
+    timeout: Duration,
+    pool: usize,
+) -> Result<Client, u8> {
     let resolve = global.resolves().map_err(|e| {
         eprintln!("fleetcrypt: {e}");
         exit::USAGE
@@ -80,9 +87,9 @@ fn client(global: &Global, creds: Credentials, config: &RunConfig) -> Result<Cli
     Client::new(
         creds,
         &ClientOptions {
-            timeout: config.timeout,
+            timeout,
             resolve,
-            pool_max_idle_per_host: config.max_in_flight.max(16),
+            pool_max_idle_per_host: pool.max(16),
         },
     )
     .map_err(|e| {
@@ -174,7 +181,7 @@ fn prepare(global: &Global, job: &JobArgs, input: Option<&InputArgs>) -> Result<
     })?;
     let specs = input.map(load_input).transpose()?;
     let creds = load_credentials(global)?;
-    let client = client(global, creds, &config)?;
+    let client = client(global, creds, config.timeout, config.max_in_flight)?;
     Ok(Prepared {
         config,
         specs,
@@ -605,7 +612,8 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
     let client = match client(
         &demo_global,
         Credentials::new(secret_id, secret_key),
-        &config,
+        config.timeout,
+        config.max_in_flight,
     ) {
         Ok(c) => c,
         Err(code) => return code,

@@ -219,8 +219,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct DiscoverArgs {
-    /// Regions to list (repeatable or comma-separated).
-    #[arg(long, required = true, value_delimiter = ',')]
+    /// Regions to list (`--region a b`, `--region a,b` or repeated).
+    #[arg(long, required = true, value_delimiter = ',', num_args = 1..)]
     pub region: Vec<String>,
     /// Only instances with this tag (K=V, repeatable; all must match).
     #[arg(long)]
@@ -343,6 +343,38 @@ mod tests {
         let a = Cli::try_parse_from(["fleetcrypt", "--journal", "a.db", "status"]).unwrap();
         let b = Cli::try_parse_from(["fleetcrypt", "status", "--journal", "a.db"]).unwrap();
         assert_eq!(a.global.journal, b.global.journal);
+    }
+
+    #[test]
+    fn discover_takes_regions_every_way() {
+        for args in [
+            &[
+                "fleetcrypt",
+                "discover",
+                "--region",
+                "ap-guangzhou",
+                "ap-shanghai",
+            ][..],
+            &[
+                "fleetcrypt",
+                "discover",
+                "--region",
+                "ap-guangzhou,ap-shanghai",
+            ][..],
+            &[
+                "fleetcrypt",
+                "discover",
+                "--region",
+                "ap-guangzhou",
+                "--region",
+                "ap-shanghai",
+            ][..],
+        ] {
+            match Cli::try_parse_from(args).unwrap().command {
+                Command::Discover(d) => assert_eq!(d.region, ["ap-guangzhou", "ap-shanghai"]),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
