@@ -204,7 +204,9 @@ async fn import_keeps_existing_state_and_chain_detects_tampering() {
 async fn one_writer_per_journal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
+    assert!(!JournalLock::is_held(&path), "no lock file yet");
     let lock = JournalLock::acquire(&path).unwrap();
+    assert!(JournalLock::is_held(&path));
     let e = JournalLock::acquire(&path).unwrap_err();
     assert!(e.to_string().contains("another fleetcrypt process"), "{e}");
     assert!(
@@ -212,6 +214,14 @@ async fn one_writer_per_journal() {
         "{e}"
     );
     drop(lock);
+    assert!(!JournalLock::is_held(&path), "released with its holder");
+    let before = std::fs::read(format!("{}.lock", path.display())).unwrap();
+    assert!(!JournalLock::is_held(&path));
+    assert_eq!(
+        std::fs::read(format!("{}.lock", path.display())).unwrap(),
+        before,
+        "probing writes nothing"
+    );
     assert!(JournalLock::acquire(&path).is_ok());
 }
 

@@ -55,16 +55,6 @@ pub struct Called<T> {
     pub result: Result<T, Failure>,
 }
 
-impl<T> Called<T> {
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Called<U> {
-        Called {
-            sent_at_ms: self.sent_at_ms,
-            latency: self.latency,
-            result: self.result.map(f),
-        }
-    }
-}
-
 /// A successful answer: the `Response` object, including `RequestId`.
 #[derive(Debug, Clone)]
 pub struct Answer<T> {

@@ -38,7 +38,7 @@ pub fn status(global: &Global, as_json: bool) -> u8 {
         let recent = read::finished_since(&conn, since)?;
         let rate = recent as f64 / ((now - since).max(1000) as f64 / 1000.0);
         let eta = (rate > 0.0).then(|| (open as f64 / rate).round() as u64);
-        let lock_held = JournalLock::acquire(&global.journal).is_err();
+        let lock_held = JournalLock::is_held(&global.journal);
         let failures: Vec<Value> = read::failures_by_code(&conn)?
             .into_iter()
             .map(|read::FailureGroup { code, count: n, instances: ids, message: msg }| {

@@ -101,4 +101,15 @@ impl JournalLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether a live process holds the writer lock, found without writing anything
+    /// (a shared lock on a read-only handle conflicts with the writer's exclusive one),
+    /// so `status` stays read-only, also on a read-only copy of a journal.
+    pub fn is_held(journal: &Path) -> bool {
+        let path = PathBuf::from(format!("{}.lock", journal.display()));
+        match File::open(&path) {
+            Err(_) => false,
+            Ok(f) => matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
+        }
+    }
 }
