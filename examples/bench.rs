@@ -336,7 +336,10 @@ fn report(n: usize) {
                     at_ms: at,
                 };
                 j.apply(ch(
-                    Fact::EncryptionRead { encrypted: false },
+                    Fact::EncryptionRead {
+                        encrypted: false,
+                        settled: true,
+                    },
                     Some(c("DescribeDBInstanceInfo", t0)),
                     t0,
                 ))
@@ -364,7 +367,10 @@ fn report(n: usize) {
                 .await
                 .unwrap();
                 j.apply(ch(
-                    Fact::EncryptionRead { encrypted: true },
+                    Fact::EncryptionRead {
+                        encrypted: true,
+                        settled: true,
+                    },
                     Some(c("DescribeDBInstanceInfo", t0 + 5100)),
                     t0 + 5100,
                 ))

@@ -58,11 +58,14 @@ impl Env {
     }
 }
 
+/// The emulator of `fast_config` works on an Open for at most 400 ms + a 3 s
+/// hang + a 300 ms background apply: a 4 s settle window covers it.
 const FAST: &[&str] = &[
     "--timeout",
     "1s",
-    "--settle-margin",
-    "300ms",
+    "--settle",
+    "4s",
+    "--allow-short-settle",
     "--verify-deadline",
     "5s",
     "--yes",
@@ -466,7 +469,7 @@ fn a_second_ctrl_c_exits_at_once_and_resume_is_still_safe() {
     // Half the Opens hang (half of those applied): the first Ctrl-C's drain would wait them out.
     cfg.faults.hang = 0.25;
     cfg.faults.hang_applied = 0.25;
-    cfg.hang_for = Duration::from_secs(30);
+    cfg.hang_for = Duration::from_secs(10);
     let emu = EmulatorThread::start(cfg, world.clone());
     let env = Env::new(&emu.url);
     let fleet = env.write_fleet(&world);
@@ -481,9 +484,10 @@ fn a_second_ctrl_c_exits_at_once_and_resume_is_still_safe() {
     ])
     .args([
         "--timeout",
-        "20s",
-        "--settle-margin",
-        "300ms",
+        "8s",
+        "--settle",
+        "11s",
+        "--allow-short-settle",
         "--verify-deadline",
         "25s",
     ])

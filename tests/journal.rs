@@ -54,9 +54,13 @@ async fn write_ahead_needs_a_settled_no() {
         .await
         .unwrap_err();
     assert!(matches!(e, JournalError::NotCleared { .. }), "{e}");
+    // Before any attempt, any NO clears the way.
     j.apply(change(
         "cdb-aaaa0001",
-        Fact::EncryptionRead { encrypted: false },
+        Fact::EncryptionRead {
+            encrypted: false,
+            settled: false,
+        },
         10,
     ))
     .await
@@ -82,12 +86,15 @@ async fn write_ahead_needs_a_settled_no() {
     ))
     .await
     .unwrap();
-    // A NO read before it settled does not clear.
+    // A NO read before it settled does not clear, whatever the wall clock says.
     let a = j
         .apply(change(
             "cdb-aaaa0001",
-            Fact::EncryptionRead { encrypted: false },
-            999,
+            Fact::EncryptionRead {
+                encrypted: false,
+                settled: false,
+            },
+            5000,
         ))
         .await
         .unwrap();
@@ -106,12 +113,16 @@ async fn write_ahead_needs_a_settled_no() {
         j.apply(change("cdb-aaaa0001", written(), 2000)).await,
         Err(JournalError::NotCleared { .. })
     ));
-    // After it settled: cleared, and the second attempt goes through.
+    // After it settled (the runner's monotonic word): cleared, and the second
+    // attempt goes through, whatever the wall clock says.
     let a = j
         .apply(change(
             "cdb-aaaa0001",
-            Fact::EncryptionRead { encrypted: false },
-            1000,
+            Fact::EncryptionRead {
+                encrypted: false,
+                settled: true,
+            },
+            500,
         ))
         .await
         .unwrap();
@@ -146,7 +157,10 @@ async fn import_keeps_existing_state_and_chain_detects_tampering() {
         .unwrap();
     j.apply(change(
         "cdb-aaaa0001",
-        Fact::EncryptionRead { encrypted: true },
+        Fact::EncryptionRead {
+            encrypted: true,
+            settled: true,
+        },
         5,
     ))
     .await

@@ -55,13 +55,19 @@ async fn journal_of_a_run(dir: &std::path::Path) -> (std::path::PathBuf, Emulato
     let journal = Journal::open(&path).unwrap();
     journal.import(specs).await.unwrap();
     let run_id = journal
-        .start_run("run", Some(rate), Some(Duration::from_millis(1000)))
+        .start_run(
+            "run",
+            Some(rate),
+            Some(Duration::from_millis(1000)),
+            Some(Duration::from_millis(1300)),
+        )
         .await
         .unwrap();
     let config = RunConfig {
         rate,
         timeout: Duration::from_millis(1000),
-        settle_margin: Duration::from_millis(300),
+        settle: Duration::from_millis(1300),
+        ambiguous_first_read: Duration::from_millis(200),
         verify_deadline: Duration::from_secs(5),
         endpoints: EndpointPolicy::Custom(emu.url.clone()),
         retry_backoff: runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(300)),

@@ -19,7 +19,8 @@ fn run_config(url: &str, rate: u32) -> RunConfig {
     RunConfig {
         rate,
         timeout: Duration::from_millis(1000),
-        settle_margin: Duration::from_millis(300),
+        settle: Duration::from_millis(1300),
+        ambiguous_first_read: Duration::from_millis(200),
         verify_deadline: Duration::from_secs(5),
         endpoints: EndpointPolicy::Custom(url.to_string()),
         retry_backoff: runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
@@ -232,7 +233,8 @@ async fn operation_denied_then_yes_is_success() {
     journal.import(specs).await.unwrap();
     let mut config = run_config(&emu.url, 20);
     config.timeout = Duration::from_millis(500);
-    config.settle_margin = Duration::from_millis(100);
+    // Shorter than the propagation: an operator's misjudged window.
+    config.settle = Duration::from_millis(600);
     runner::run(
         &journal,
         &client(config.timeout),
@@ -330,10 +332,12 @@ async fn check_kms_fails_disabled_keys_before_any_write() {
     assert!(truth.action(fleetcrypt::api::kms::DESCRIBE_KEY).accepted >= 30);
 }
 
-/// A run with --timeout 5s died with an attempt in flight; resuming with
-/// --timeout 1s must still wait out the 5-second window before verifying.
+/// A run with --settle 3s died with an attempt in flight; resuming with
+/// --settle 1.3s must still wait out a fresh 3-second window, counted from the
+/// restart, before a NO counts and anything is re-sent. A read before then is
+/// allowed (a YES would end it early) but its NO does not count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recovery_waits_for_the_longest_timeout_any_run_used() {
+async fn recovery_waits_for_the_longest_settle_any_run_used() {
     use fleetcrypt::journal::{CallRecord, Change, Fact};
     let mut world = World::default();
     world.add_instance(fleetcrypt::emulator::Instance::new(
@@ -346,9 +350,14 @@ async fn recovery_waits_for_the_longest_timeout_any_run_used() {
     let path = dir.path().join("j.db");
     let journal = Journal::open(&path).unwrap();
     journal.import(specs).await.unwrap();
-    // The crashed run: --timeout 5s, attempt written ahead, never answered.
+    // The crashed run: --settle 3s, attempt written ahead, never answered.
     journal
-        .start_run("run", Some(20), Some(Duration::from_secs(5)))
+        .start_run(
+            "run",
+            Some(20),
+            Some(Duration::from_secs(1)),
+            Some(Duration::from_secs(3)),
+        )
         .await
         .unwrap();
     let at = fleetcrypt::journal::now_ms();
@@ -365,7 +374,10 @@ async fn recovery_waits_for_the_longest_timeout_any_run_used() {
         at_ms: at,
     };
     journal
-        .apply(change(Fact::EncryptionRead { encrypted: false }))
+        .apply(change(Fact::EncryptionRead {
+            encrypted: false,
+            settled: true,
+        }))
         .await
         .unwrap();
     journal
@@ -377,9 +389,9 @@ async fn recovery_waits_for_the_longest_timeout_any_run_used() {
         })
         .await
         .unwrap();
-    // The resume, with a much shorter timeout.
+    // The resume, with a much shorter settle window.
     let config = run_config(&emu.url, 20);
-    assert_eq!(config.timeout, Duration::from_millis(1000));
+    assert_eq!(config.settle, Duration::from_millis(1300));
     let started = fleetcrypt::journal::now_ms();
     runner::run(
         &journal,
@@ -393,18 +405,21 @@ async fn recovery_waits_for_the_longest_timeout_any_run_used() {
     .unwrap();
     drop(journal);
     let conn = schema::open_reader(&path).unwrap();
-    let first_read_after: i64 = conn
+    let (settled_read, second_attempt): (i64, i64) = conn
         .query_row(
-            "SELECT MIN(sent_at_ms) FROM events WHERE kind IN ('ReadNotEncrypted', 'VerifiedEncrypted') AND id > (SELECT id FROM events WHERE kind = 'AttemptRecovered')",
+            "SELECT (SELECT MIN(sent_at_ms) FROM events WHERE kind = 'ReadNotEncrypted' AND detail = 'settled' AND id > r.id), \
+                    (SELECT MIN(at_ms) FROM events WHERE kind = 'AttemptWritten' AND id > r.id) \
+             FROM events r WHERE r.kind = 'AttemptRecovered'",
             [],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     assert!(
-        first_read_after >= started + 5_000 + 300,
-        "verified {} ms after the restart, before the crashed run's 5 s window closed",
-        first_read_after - started
+        settled_read >= started + 3_000,
+        "a NO counted {} ms after the restart, before the crashed run's 3 s window closed",
+        settled_read - started
     );
+    assert!(second_attempt >= settled_read);
     let (state, attempts): (String, i64) = conn
         .query_row("SELECT state, attempts FROM instances", [], |r| {
             Ok((r.get(0)?, r.get(1)?))

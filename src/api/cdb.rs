@@ -189,3 +189,71 @@ mod tests {
         assert_eq!(r.key_region.as_deref(), Some("ap-hongkong"));
     }
 }
+
+/// What a `DescribeDBInstanceInfo` answer says about encryption. Only the exact
+/// strings count (SPEC §1): `"YES"` is encrypted, `"NO"` is not, and anything
+/// else — empty, missing, `null`, another word or another type — is unreadable,
+/// which is never a `NO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncryptionReading {
+    Yes,
+    No,
+    /// The raw value as JSON text (`""`, `null`, `"yes"`, `1`, or `<missing>`).
+    Unreadable(String),
+}
+
+impl EncryptionReading {
+    /// Reads the `Encryption` field of a `DescribeDBInstanceInfo` `Response` object.
+    pub fn of(response: &serde_json::Value) -> EncryptionReading {
+        match response.get("Encryption") {
+            Some(serde_json::Value::String(s)) if s == "YES" => EncryptionReading::Yes,
+            Some(serde_json::Value::String(s)) if s == "NO" => EncryptionReading::No,
+            Some(v) => {
+                let raw = v.to_string();
+                if raw.chars().count() > 200 {
+                    EncryptionReading::Unreadable(raw.chars().take(200).collect::<String>() + "…")
+                } else {
+                    EncryptionReading::Unreadable(raw)
+                }
+            }
+            None => EncryptionReading::Unreadable("<missing>".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod reading_tests {
+    use super::EncryptionReading::{self, *};
+    use serde_json::json;
+
+    #[test]
+    fn only_the_exact_words_count() {
+        let r = |v: serde_json::Value| EncryptionReading::of(&json!({ "Encryption": v }));
+        assert_eq!(r(json!("YES")), Yes);
+        assert_eq!(r(json!("NO")), No);
+        for (v, raw) in [
+            (json!(""), "\"\""),
+            (json!(null), "null"),
+            (json!("no"), "\"no\""),
+            (json!("yes"), "\"yes\""),
+            (json!(" NO"), "\" NO\""),
+            (json!("NO "), "\"NO \""),
+            (json!("UNKNOWN"), "\"UNKNOWN\""),
+            (json!(false), "false"),
+            (json!(0), "0"),
+            (json!(["NO"]), "[\"NO\"]"),
+            (json!({"v": "NO"}), "{\"v\":\"NO\"}"),
+        ] {
+            assert_eq!(r(v.clone()), Unreadable(raw.into()), "{v}");
+        }
+        assert_eq!(
+            EncryptionReading::of(&json!({"RequestId": "r"})),
+            Unreadable("<missing>".into())
+        );
+        let long = "N".repeat(1000);
+        match r(json!(long)) {
+            Unreadable(raw) => assert!(raw.chars().count() <= 201, "{}", raw.len()),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -142,19 +142,64 @@ fn classify_code(code: &str) -> Outcome {
 }
 
 /// The policy: what a failed call of `kind` means for the runner.
+///
+/// For a write, only answers documented as "not applied" are anything but
+/// `Ambiguous` (SPEC §1): never sent, `RequestLimitExceeded*` (throttled),
+/// `AuthFailure*` (run stop) and the parameter errors `InvalidParameter*`,
+/// `InvalidParameterValue*`, `MissingParameter*`, `UnknownParameter*` (instance
+/// failed). Every other answer to an Open, documented for the action or not, may
+/// have been applied or may still be applied by the backend: verify it once the
+/// attempt has settled, then let [`after_settled_no`] say what the code means.
 pub fn classify(kind: CallKind, failure: &Failure) -> Outcome {
-    let outcome = match failure {
-        Failure::Api { code, .. } => classify_code(code),
-        Failure::NotSent(_) => Outcome::Transient,
-        Failure::NoAnswer(_) | Failure::BadStatus { .. } | Failure::Unreadable(_) => {
-            Outcome::Ambiguous
-        }
-    };
-    match (kind, outcome) {
-        // A read changes nothing: "maybe applied" just means "ask again".
-        (CallKind::Read, Outcome::Ambiguous) => Outcome::Transient,
-        _ => outcome,
+    match kind {
+        CallKind::Read => match failure {
+            Failure::Api { code, .. } => match classify_code(code) {
+                // A read changes nothing: "maybe applied" just means "ask again".
+                Outcome::Ambiguous => Outcome::Transient,
+                other => other,
+            },
+            Failure::NotSent(_)
+            | Failure::NoAnswer(_)
+            | Failure::BadStatus { .. }
+            | Failure::Unreadable(_) => Outcome::Transient,
+        },
+        CallKind::Write => match failure {
+            Failure::NotSent(_) => Outcome::Transient,
+            Failure::Api { code, .. } if not_applied(code) => classify_code(code),
+            _ => Outcome::Ambiguous,
+        },
     }
+}
+
+/// Error codes the API documents as "the request was not carried out".
+fn not_applied(code: &str) -> bool {
+    const NOT_APPLIED: &[&str] = &[
+        "RequestLimitExceeded",
+        "AuthFailure",
+        "InvalidParameter",
+        "InvalidParameterValue",
+        "MissingParameter",
+        "UnknownParameter",
+    ];
+    NOT_APPLIED.iter().any(|p| starts(code, p))
+}
+
+/// What an ambiguous Open answer means once a settled read said `NO` (the
+/// attempt did not take effect): `InstanceFailed` for codes that would fail
+/// again (`UnauthorizedOperation`, `ResourceNotFound`, …), `RunStop` for codes
+/// that would fail every instance (`InvalidAction`, IP policy, …), `Transient`
+/// (retry) for the rest.
+pub fn after_settled_no(code: &str) -> Outcome {
+    match classify_code(code) {
+        o @ (Outcome::InstanceFailed | Outcome::RunStop) => o,
+        _ => Outcome::Transient,
+    }
+}
+
+/// Whether an answer with `code` means every other call would fail too, so the
+/// run must stop dispatching at once (whatever it means for this instance).
+pub fn stops_run(code: &str) -> bool {
+    classify_code(code) == Outcome::RunStop
 }
 
 /// A short operator hint for an error code, used in reports and failure messages.
@@ -205,39 +250,88 @@ mod tests {
     /// Every code in the reference §3.4 and §5, with the outcome for a write and for a read.
     #[test]
     fn table() {
-        let table: &[(&str, Outcome, Outcome)] = &[
-            ("AuthFailure.SignatureExpire", RunStop, RunStop),
-            ("AuthFailure.SignatureFailure", RunStop, RunStop),
-            ("AuthFailure.SecretIdNotFound", RunStop, RunStop),
-            ("AuthFailure.InvalidSecretId", RunStop, RunStop),
-            ("AuthFailure.TokenFailure", RunStop, RunStop),
-            ("AuthFailure.InvalidAuthorization", RunStop, RunStop),
-            ("AuthFailure.MFAFailure", RunStop, RunStop),
-            ("AuthFailure.UnauthorizedOperation", RunStop, RunStop),
-            ("AuthFailure", RunStop, RunStop),
-            ("UnauthorizedOperation", InstanceFailed, InstanceFailed),
-            ("RequestLimitExceeded", Throttled, Throttled),
+        let table: &[(&str, Outcome, Outcome, Outcome)] = &[
+            // code, write, read, a write's ambiguous answer after a settled NO
+            ("AuthFailure.SignatureExpire", RunStop, RunStop, RunStop),
+            ("AuthFailure.SignatureFailure", RunStop, RunStop, RunStop),
+            ("AuthFailure.SecretIdNotFound", RunStop, RunStop, RunStop),
+            ("AuthFailure.InvalidSecretId", RunStop, RunStop, RunStop),
+            ("AuthFailure.TokenFailure", RunStop, RunStop, RunStop),
+            (
+                "AuthFailure.InvalidAuthorization",
+                RunStop,
+                RunStop,
+                RunStop,
+            ),
+            ("AuthFailure.MFAFailure", RunStop, RunStop, RunStop),
+            (
+                "AuthFailure.UnauthorizedOperation",
+                RunStop,
+                RunStop,
+                RunStop,
+            ),
+            ("AuthFailure", RunStop, RunStop, RunStop),
+            (
+                "UnauthorizedOperation",
+                Ambiguous,
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            ("RequestLimitExceeded", Throttled, Throttled, Transient),
             (
                 "RequestLimitExceeded.UinLimitExceeded",
                 Throttled,
                 Throttled,
+                Transient,
             ),
             (
                 "RequestLimitExceeded.GlobalRegionUinLimitExceeded",
                 Throttled,
                 Throttled,
+                Transient,
             ),
-            ("RequestLimitExceeded.IPLimitExceeded", Throttled, Throttled),
-            ("InternalError", Ambiguous, Transient),
-            ("InternalError.HttpRequestError", Ambiguous, Transient),
-            ("InternalError.KmsError", Ambiguous, Transient),
-            ("InternalError.UnknownError", Ambiguous, Transient),
-            ("InternalError.DBOperationError", Ambiguous, Transient),
-            ("InternalError.JSONError", Ambiguous, Transient),
-            ("InternalError.NetworkError", Ambiguous, Transient),
-            ("InvalidParameter", InstanceFailed, InstanceFailed),
+            (
+                "RequestLimitExceeded.IPLimitExceeded",
+                Throttled,
+                Throttled,
+                Transient,
+            ),
+            ("InternalError", Ambiguous, Transient, Transient),
+            (
+                "InternalError.HttpRequestError",
+                Ambiguous,
+                Transient,
+                Transient,
+            ),
+            ("InternalError.KmsError", Ambiguous, Transient, Transient),
+            (
+                "InternalError.UnknownError",
+                Ambiguous,
+                Transient,
+                Transient,
+            ),
+            (
+                "InternalError.DBOperationError",
+                Ambiguous,
+                Transient,
+                Transient,
+            ),
+            ("InternalError.JSONError", Ambiguous, Transient, Transient),
+            (
+                "InternalError.NetworkError",
+                Ambiguous,
+                Transient,
+                Transient,
+            ),
+            (
+                "InvalidParameter",
+                InstanceFailed,
+                InstanceFailed,
+                InstanceFailed,
+            ),
             (
                 "InvalidParameter.InstanceNotFound",
+                InstanceFailed,
                 InstanceFailed,
                 InstanceFailed,
             ),
@@ -245,9 +339,11 @@ mod tests {
                 "InvalidParameter.ExceptionParam",
                 InstanceFailed,
                 InstanceFailed,
+                InstanceFailed,
             ),
             (
                 "InvalidParameter.ControllerNotFoundError",
+                InstanceFailed,
                 InstanceFailed,
                 InstanceFailed,
             ),
@@ -255,10 +351,17 @@ mod tests {
                 "InvalidParameter.ResourceNotExists",
                 InstanceFailed,
                 InstanceFailed,
+                InstanceFailed,
             ),
-            ("InvalidParameterValue", InstanceFailed, InstanceFailed),
+            (
+                "InvalidParameterValue",
+                InstanceFailed,
+                InstanceFailed,
+                InstanceFailed,
+            ),
             (
                 "InvalidParameterValue.DataConvertError",
+                InstanceFailed,
                 InstanceFailed,
                 InstanceFailed,
             ),
@@ -266,76 +369,141 @@ mod tests {
                 "InvalidParameterValue.InvalidParameterValueError",
                 InstanceFailed,
                 InstanceFailed,
+                InstanceFailed,
             ),
             (
                 "InvalidParameterValue.InvalidKeyId",
                 InstanceFailed,
                 InstanceFailed,
+                InstanceFailed,
             ),
-            ("MissingParameter", InstanceFailed, InstanceFailed),
-            ("UnknownParameter", InstanceFailed, InstanceFailed),
-            ("InvalidAction", RunStop, RunStop),
-            ("NoSuchVersion", RunStop, RunStop),
-            ("NoSuchProduct", RunStop, RunStop),
-            ("ActionOffline", RunStop, RunStop),
-            ("UnsupportedRegion", InstanceFailed, InstanceFailed),
-            ("UnsupportedProtocol", RunStop, RunStop),
-            ("RequestSizeLimitExceeded", InstanceFailed, InstanceFailed),
-            ("ResponseSizeLimitExceeded", InstanceFailed, InstanceFailed),
-            ("ResourceNotFound", InstanceFailed, InstanceFailed),
-            ("ResourceUnavailable", InstanceFailed, InstanceFailed),
+            (
+                "MissingParameter",
+                InstanceFailed,
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            (
+                "UnknownParameter",
+                InstanceFailed,
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            ("InvalidAction", Ambiguous, RunStop, RunStop),
+            ("NoSuchVersion", Ambiguous, RunStop, RunStop),
+            ("NoSuchProduct", Ambiguous, RunStop, RunStop),
+            ("ActionOffline", Ambiguous, RunStop, RunStop),
+            (
+                "UnsupportedRegion",
+                Ambiguous,
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            ("UnsupportedProtocol", Ambiguous, RunStop, RunStop),
+            (
+                "RequestSizeLimitExceeded",
+                Ambiguous,
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            (
+                "ResponseSizeLimitExceeded",
+                Ambiguous,
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            (
+                "ResourceNotFound",
+                Ambiguous,
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            (
+                "ResourceUnavailable",
+                Ambiguous,
+                InstanceFailed,
+                InstanceFailed,
+            ),
             (
                 "ResourceUnavailable.CmkNotFound",
+                Ambiguous,
                 InstanceFailed,
                 InstanceFailed,
             ),
             (
                 "ResourceUnavailable.CmkDisabled",
+                Ambiguous,
                 InstanceFailed,
                 InstanceFailed,
             ),
             (
                 "ResourceUnavailable.CmkArchived",
+                Ambiguous,
                 InstanceFailed,
                 InstanceFailed,
             ),
             (
                 "ResourceUnavailable.KeyPendingDelete",
+                Ambiguous,
                 InstanceFailed,
                 InstanceFailed,
             ),
             (
                 "ResourceUnavailable.CmkStateNotSupport",
+                Ambiguous,
                 InstanceFailed,
                 InstanceFailed,
             ),
-            ("ResourceInUse", Transient, Transient),
-            ("ResourceInsufficient", InstanceFailed, InstanceFailed),
-            ("LimitExceeded", InstanceFailed, InstanceFailed),
-            ("FailedOperation", InstanceFailed, InstanceFailed),
-            ("UnsupportedOperation", InstanceFailed, InstanceFailed),
+            ("ResourceInUse", Ambiguous, Transient, Transient),
+            (
+                "ResourceInsufficient",
+                Ambiguous,
+                InstanceFailed,
+                InstanceFailed,
+            ),
+            ("LimitExceeded", Ambiguous, InstanceFailed, InstanceFailed),
+            ("FailedOperation", Ambiguous, InstanceFailed, InstanceFailed),
+            (
+                "UnsupportedOperation",
+                Ambiguous,
+                InstanceFailed,
+                InstanceFailed,
+            ),
             (
                 "UnsupportedOperation.NotRoleOperation",
+                Ambiguous,
                 InstanceFailed,
                 InstanceFailed,
             ),
-            ("DryRunOperation", InstanceFailed, InstanceFailed),
-            ("ServiceUnavailable", Ambiguous, Transient),
-            ("IpInBlacklist", RunStop, RunStop),
-            ("IpNotInWhitelist", RunStop, RunStop),
-            ("CdbError", Ambiguous, Transient),
-            ("OperationDenied", Ambiguous, Transient),
-            ("OperationDenied.UserHasNoStrategy", Ambiguous, Transient),
-            ("OperationDenied.WrongStatus", Ambiguous, Transient),
+            ("DryRunOperation", Ambiguous, InstanceFailed, InstanceFailed),
+            ("ServiceUnavailable", Ambiguous, Transient, Transient),
+            ("IpInBlacklist", Ambiguous, RunStop, RunStop),
+            ("IpNotInWhitelist", Ambiguous, RunStop, RunStop),
+            ("CdbError", Ambiguous, Transient, Transient),
+            ("OperationDenied", Ambiguous, Transient, Transient),
+            (
+                "OperationDenied.UserHasNoStrategy",
+                Ambiguous,
+                Transient,
+                Transient,
+            ),
+            (
+                "OperationDenied.WrongStatus",
+                Ambiguous,
+                Transient,
+                Transient,
+            ),
             // Unknown codes: a write is verified, a read is retried.
-            ("SomethingNew.NeverSeen", Ambiguous, Transient),
+            ("SomethingNew.NeverSeen", Ambiguous, Transient, Transient),
             // Prefix matching is on whole segments only.
-            ("AuthFailureish", Ambiguous, Transient),
-            ("InternalErrorX", Ambiguous, Transient),
+            ("AuthFailureish", Ambiguous, Transient, Transient),
+            ("InternalErrorX", Ambiguous, Transient, Transient),
         ];
-        for (code, write, read) in table {
+        for (code, write, read, settled) in table {
             assert_eq!(classify(Write, &api(code)), *write, "write {code}");
             assert_eq!(classify(Read, &api(code)), *read, "read {code}");
+            assert_eq!(after_settled_no(code), *settled, "settled NO {code}");
+            assert_eq!(stops_run(code), *settled == RunStop, "stops run {code}");
         }
     }
 

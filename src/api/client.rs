@@ -46,11 +46,19 @@ impl Default for ClientOptions {
     }
 }
 
+/// Admits a request onto the wire. The client calls it once a connection to the
+/// endpoint is open and ready, and writes the request as soon as it returns.
+pub trait Gate: Send + Sync {
+    fn admit(&self) -> futures::future::BoxFuture<'_, ()>;
+}
+
 /// The outcome of one call, with the timing the journal and the limiter need.
 #[derive(Debug, Clone)]
 pub struct Called<T> {
-    /// Wall-clock send time, Unix milliseconds.
+    /// Wall-clock send time, Unix milliseconds (for the audit).
     pub sent_at_ms: i64,
+    /// Monotonic send time (for every safety decision).
+    pub sent_at: Instant,
     pub latency: Duration,
     pub result: Result<T, Failure>,
 }
@@ -141,6 +149,7 @@ impl Client {
             Err(e) => {
                 return Called {
                     sent_at_ms: unix_ms(SystemTime::now()),
+                    sent_at: Instant::now(),
                     latency: Duration::ZERO,
                     result: Err(Failure::NotSent(format!("cannot encode request: {e}"))),
                 }
@@ -158,6 +167,7 @@ impl Client {
             .await;
         let Called {
             sent_at_ms,
+            sent_at,
             latency,
             result,
         } = called;
@@ -171,9 +181,24 @@ impl Client {
         });
         Called {
             sent_at_ms,
+            sent_at,
             latency,
             result,
         }
+    }
+
+    /// `call`, with the request admitted onto the wire by `gate`.
+    pub async fn call_gated<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        service: Service,
+        action: &str,
+        region: Option<&str>,
+        req: &Q,
+        gate: &dyn Gate,
+    ) -> Called<Answer<R>> {
+        gate.admit().await;
+        self.call(endpoint, service, action, region, req).await
     }
 
     /// Signs and sends; `version` lets `fleetcrypt call` reach other products.
@@ -235,6 +260,7 @@ impl Client {
         };
         Called {
             sent_at_ms,
+            sent_at: started,
             latency: started.elapsed(),
             result,
         }

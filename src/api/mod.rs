@@ -10,6 +10,6 @@ pub mod kms;
 pub mod sign;
 
 pub use classify::{classify, CallKind, Failure, Outcome};
-pub use client::{Answer, Called, Client, ClientOptions};
+pub use client::{Answer, Called, Client, ClientOptions, Gate};
 pub use credentials::{Credentials, Secret};
 pub use endpoint::{Endpoint, EndpointPolicy, Service};

@@ -26,11 +26,23 @@ fn run_config(global: &Global, job: &JobArgs) -> Result<RunConfig, String> {
     if job.verify_deadline < job.timeout {
         return Err("--verify-deadline must be at least --timeout".into());
     }
+    let floor = RunConfig::settle_floor(job.timeout);
+    if job.settle < floor && !job.allow_short_settle {
+        return Err(format!(
+            "--settle {} is shorter than the API's documented 10s plus --timeout {} ({}): the server could still apply an Open after fleetcrypt re-sent it",
+            humantime::format_duration(job.settle),
+            humantime::format_duration(job.timeout),
+            humantime::format_duration(floor)
+        ));
+    }
+    if job.settle < job.timeout {
+        return Err("--settle must be at least --timeout".into());
+    }
     Ok(RunConfig {
         rate: job.rate,
         max_in_flight: job.max_in_flight as usize,
         timeout: job.timeout,
-        settle_margin: job.settle_margin,
+        settle: job.settle,
         max_attempts: job.max_attempts,
         verify_deadline: job.verify_deadline,
         check_kms: job.check_kms,
@@ -251,7 +263,12 @@ async fn run_inner(global: &Global, input: Option<InputArgs>, job: JobArgs) -> R
     }
     let command = if input.is_some() { "run" } else { "resume" };
     let run_id = journal
-        .start_run(command, Some(config.rate), Some(config.timeout))
+        .start_run(
+            command,
+            Some(config.rate),
+            Some(config.timeout),
+            Some(config.settle),
+        )
         .await
         .map_err(journal_error)?;
     let token = CancellationToken::new();
@@ -546,17 +563,26 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         faults,
         propagation: Duration::from_millis(200),
         apply_within: Duration::from_millis(800),
-        hang_for: Duration::from_secs(6),
+        hang_for: Duration::from_secs(4),
         seed: rand::random(),
         ..EmulatorConfig::default()
     };
     for v in emu_config.rate_limits.values_mut() {
         *v = args.rate;
     }
+    let open_latency = Latency::between(Duration::from_millis(300), Duration::from_millis(2000));
     emu_config.latency.insert(
         crate::api::cdb::OPEN_DB_INSTANCE_ENCRYPTION.into(),
-        Latency::between(Duration::from_millis(300), Duration::from_millis(2500)),
+        open_latency,
     );
+    // The demo knows its own server's worst case: the longest an Open can be worked
+    // on after it was sent (latency, then a hang, then a background apply). That is
+    // its settle window; against the real API the default is 60 s (SPEC §1).
+    let settle = open_latency.max
+        + emu_config.hang_for
+        + emu_config.apply_within
+        + emu_config.propagation
+        + Duration::from_millis(500);
     let emu = match Emulator::start(emu_config, world, "127.0.0.1:0".parse().unwrap()).await {
         Ok(e) => e,
         Err(e) => {
@@ -569,6 +595,11 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         emu.url(),
         specs.len(),
         args.rate
+    );
+    eprintln!(
+        "fleetcrypt demo: --settle {} (this emulator works on an Open for at most {} after it is sent; against the real API the default is 60s)",
+        humantime::format_duration(settle),
+        humantime::format_duration(settle - Duration::from_millis(500)),
     );
     let demo_global = Global {
         endpoint: Some(emu.url()),
@@ -583,7 +614,8 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         regional_endpoints: false,
         check_kms: true,
         yes: true,
-        settle_margin: Duration::from_millis(500),
+        settle,
+        allow_short_settle: true,
         rate_margin: Duration::from_millis(15),
     };
     let mut config = run_config(&demo_global, &job).expect("demo flags are valid");
@@ -619,7 +651,12 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         Err(code) => return code,
     };
     let run_id = journal
-        .start_run("demo", Some(config.rate), Some(config.timeout))
+        .start_run(
+            "demo",
+            Some(config.rate),
+            Some(config.timeout),
+            Some(config.settle),
+        )
         .await
         .ok();
     let token = CancellationToken::new();

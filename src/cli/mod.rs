@@ -143,6 +143,16 @@ pub struct JobArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// How long the server may still be working on an Open after it was sent,
+    /// whatever the client saw (a timeout does not stop the backend). Until then a
+    /// read of Encryption=NO does not count and nothing is re-sent; a YES ends it
+    /// early. Monotonic clock; after a restart, a fresh window. At least 10s + --timeout.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Allow --settle below 10s + --timeout: only against a server whose worst case
+    /// is known to be shorter (the emulator in tests and rehearsals).
+    #[arg(long, hide = true)]
+    pub allow_short_settle: bool,
     /// Open attempts per instance before it fails.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
@@ -158,9 +168,6 @@ pub struct JobArgs {
     /// No confirmation prompt.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Margin added to a request's timeout before its outcome counts as settled.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, hide = true)]
-    pub settle_margin: Duration,
     /// Margin added to the limiter's 1-second window for network jitter.
     #[arg(long, default_value = "15ms", value_parser = parse_duration, hide = true)]
     pub rate_margin: Duration,

@@ -12,6 +12,7 @@ use super::JournalError;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_run_timeout.sql"),
+    include_str!("../../migrations/0003_run_settle.sql"),
 ];
 
 /// Creates the file with mode 0600 before SQLite sees it; SQLite gives its
@@ -178,11 +179,17 @@ mod tests {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2);
-        let t: Option<i64> = c
-            .query_row("SELECT timeout_ms FROM runs", [], |r| r.get(0))
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let t: (Option<i64>, Option<i64>) = c
+            .query_row("SELECT timeout_ms, settle_ms FROM runs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap();
-        assert_eq!(t, None, "old rows keep their data and gain the column");
+        assert_eq!(
+            t,
+            (None, None),
+            "old rows keep their data and gain the columns"
+        );
     }
 
     #[test]

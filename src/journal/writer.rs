@@ -32,9 +32,13 @@ pub struct CallRecord {
 /// What happened to an instance.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fact {
-    /// A `DescribeDBInstanceInfo` answer.
+    /// A `DescribeDBInstanceInfo` answer of exactly `YES` or `NO`.
     EncryptionRead {
         encrypted: bool,
+        /// The runner's word, on its monotonic clock, that the read left after the
+        /// last attempt settled (SPEC §1; trivially true when there was none). Only
+        /// a settled `NO` clears the way for a new attempt.
+        settled: bool,
     },
     /// Preflight showed the instance cannot be encrypted.
     PreflightFailed {
@@ -74,7 +78,7 @@ pub enum Fact {
 impl Fact {
     fn movement(&self) -> Option<Move> {
         Some(match self {
-            Fact::EncryptionRead { encrypted } => Move::Read {
+            Fact::EncryptionRead { encrypted, .. } => Move::Read {
                 encrypted: *encrypted,
             },
             Fact::PreflightFailed { .. } => Move::PreflightFailed,
@@ -176,6 +180,7 @@ enum Op {
         command: String,
         rate: Option<u32>,
         timeout_ms: Option<i64>,
+        settle_ms: Option<i64>,
         at_ms: i64,
     },
     EndRun {
@@ -314,18 +319,21 @@ impl Journal {
         self.write(Op::Note(event)).await.map(|_| ())
     }
 
-    /// Records a run; `timeout` is its per-request timeout (see migration 0002).
+    /// Records a run; `timeout` is its per-request timeout and `settle` its settle
+    /// window (migrations 0002 and 0003).
     pub async fn start_run(
         &self,
         command: &str,
         rate: Option<u32>,
         timeout: Option<std::time::Duration>,
+        settle: Option<std::time::Duration>,
     ) -> Result<i64, JournalError> {
         match self
             .write(Op::StartRun {
                 command: command.to_string(),
                 rate,
                 timeout_ms: timeout.map(|t| t.as_millis() as i64),
+                settle_ms: settle.map(|t| t.as_millis() as i64),
                 at_ms: now_ms(),
             })
             .await?
@@ -366,6 +374,7 @@ impl Journal {
             command: command.to_string(),
             rate: None,
             timeout_ms: None,
+            settle_ms: None,
             at_ms: now_ms(),
         })? {
             Done::Run(id) => Ok(id),
@@ -561,11 +570,12 @@ fn execute(conn: &Connection, op: Op, chain: &mut ChainState) -> Result<Done, Jo
             command,
             rate,
             timeout_ms,
+            settle_ms,
             at_ms,
         } => {
             conn.execute(
-                "INSERT INTO runs (started_at_ms, pid, command, tool_version, rate_limit, timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![at_ms, std::process::id(), command, env!("CARGO_PKG_VERSION"), rate, timeout_ms],
+                "INSERT INTO runs (started_at_ms, pid, command, tool_version, rate_limit, timeout_ms, settle_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![at_ms, std::process::id(), command, env!("CARGO_PKG_VERSION"), rate, timeout_ms, settle_ms],
             )?;
             let id = conn.last_insert_rowid();
             append_event(
@@ -710,11 +720,15 @@ fn import(
 
 fn event_kind(fact: &Fact, to: State) -> &'static str {
     match fact {
-        Fact::EncryptionRead { encrypted: true } if to == State::AlreadyEncrypted => {
-            "FoundAlreadyEncrypted"
-        }
-        Fact::EncryptionRead { encrypted: true } => "VerifiedEncrypted",
-        Fact::EncryptionRead { encrypted: false } => "ReadNotEncrypted",
+        Fact::EncryptionRead {
+            encrypted: true, ..
+        } if to == State::AlreadyEncrypted => "FoundAlreadyEncrypted",
+        Fact::EncryptionRead {
+            encrypted: true, ..
+        } => "VerifiedEncrypted",
+        Fact::EncryptionRead {
+            encrypted: false, ..
+        } => "ReadNotEncrypted",
         Fact::PreflightFailed { .. } => "PreflightFailed",
         Fact::AttemptWritten { .. } => "AttemptWritten",
         Fact::AttemptAnswered { .. } => "AttemptAnswered",
@@ -727,15 +741,15 @@ fn event_kind(fact: &Fact, to: State) -> &'static str {
 }
 
 fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied, JournalError> {
-    let row: Option<(String, u32, i64, Option<i64>)> = conn
+    let row: Option<(String, u32, i64)> = conn
         .prepare_cached(
-            "SELECT state, attempts, cleared_to_send, settles_at_ms FROM instances WHERE instance_id = ?1",
+            "SELECT state, attempts, cleared_to_send FROM instances WHERE instance_id = ?1",
         )?
         .query_row(params![c.instance_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let Some((from, attempts, cleared, settles_at)) = row else {
+    let Some((from, attempts, cleared)) = row else {
         return Err(JournalError::UnknownInstance(c.instance_id));
     };
     let from: State = from
@@ -774,16 +788,25 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
     }
     let changed = match &c.fact {
         Fact::Called => 1,
-        Fact::EncryptionRead { encrypted: true } => conn
+        Fact::EncryptionRead {
+            encrypted: true, ..
+        } => conn
             .prepare_cached(
                 "UPDATE instances SET state = ?2, verified_at_ms = ?3, last_request_id = COALESCE(?4, last_request_id), next_attempt_at_ms = NULL, updated_at_ms = ?3 WHERE instance_id = ?1 AND state = ?5",
             )?
             .execute(params![id, to.as_str(), at, call.request_id, from.as_str()])?,
-        Fact::EncryptionRead { encrypted: false } => {
+        Fact::EncryptionRead {
+            encrypted: false,
+            settled,
+        } => {
             // A NO clears the way for a (new) attempt only if no attempt was ever made,
-            // or it was read after the last attempt settled.
-            let clears = attempts == 0 || settles_at.is_some_and(|s| call.sent_at_ms >= s);
+            // or it was read after the last attempt settled (the runner decides that on
+            // its monotonic clock; stored wall-clock times are for the audit only).
+            let clears = attempts == 0 || *settled;
             new_cleared = new_cleared || clears;
+            if clears {
+                ev.detail = Some("settled".into());
+            }
             conn.prepare_cached(
                 "UPDATE instances SET cleared_to_send = ?2, updated_at_ms = ?3 WHERE instance_id = ?1 AND state = ?4",
             )?

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::limiter::Limiter;
+use super::limiter::{Limiter, WireGate};
 use super::steps::{execute, Active, Ctx, Next, Step, StepResult, StopReason};
 use super::{Counters, RunError};
 use crate::api::Service;
@@ -38,6 +38,8 @@ pub struct Dispatcher {
     /// Per Open bucket: written ahead (or being written) and not yet sent.
     staged: HashMap<Bucket, usize>,
     limiters: HashMap<Bucket, Limiter>,
+    /// Per bucket, the strict sliding log taken at the wire (see [`WireGate`]).
+    gates: HashMap<Bucket, Arc<WireGate>>,
     in_flight: usize,
     tasks: JoinSet<StepResult>,
     cursor: i64,
@@ -45,8 +47,8 @@ pub struct Dispatcher {
     stop: Option<StopReason>,
     /// Until the first definite answer, one request at a time: a wrong key costs one request.
     canary_passed: bool,
-    /// How long after start-up an attempt left by an earlier process may still be in
-    /// flight: the longest timeout any run used (or this run's), plus the margin.
+    /// How long after start-up an attempt left by an earlier process may still be
+    /// worked on by the server: the longest settle window any run used (or this run's).
     recovery_settle: Duration,
     /// Requests that could not even be sent, in a row, before the canary passed.
     unsendable: u32,
@@ -65,6 +67,7 @@ impl Dispatcher {
             open_wait: HashMap::new(),
             staged: HashMap::new(),
             limiters: HashMap::new(),
+            gates: HashMap::new(),
             in_flight: 0,
             tasks: JoinSet::new(),
             cursor: 0,
@@ -140,14 +143,33 @@ impl Dispatcher {
                 _ => None,
             };
             let mut a = Active::from_row(&row, cdb, kms);
+            // Wall-clock times only pace retries (bounded, in case the clock stepped);
+            // every safety decision below is on the monotonic clock from now.
             let at = |ms: Option<i64>| {
-                now + Duration::from_millis((ms.unwrap_or(now_wall) - now_wall).max(0) as u64)
+                let wait = (ms.unwrap_or(now_wall) - now_wall).max(0) as u64;
+                now + Duration::from_millis(wait).min(cfg.retry_backoff.cap)
             };
+            // SPEC §1: after a restart, every attempt not yet cleared gets a fresh
+            // full settle window counted from now, whatever the stored times say.
+            // Only an attempt answered "not applied" (rejected) needs none.
+            if !row.cleared_to_send && row.attempts > 0 {
+                let rejected = row.state == State::RetryWait
+                    && row.last_outcome.as_deref() == Some("rejected");
+                a.settles_at = Some(if rejected {
+                    now
+                } else {
+                    now + self.recovery_settle
+                });
+            }
+            if a.accepted && row.state == State::Verifying {
+                a.verify_until = Some(now + cfg.verify_deadline.max(self.recovery_settle));
+            }
             let step = match row.state {
                 State::Pending => (Step::PreflightRead, now),
                 State::Requesting => {
-                    // A previous process wrote this attempt and died: it may have left at any
-                    // moment up to that death, so it settles a full timeout from now.
+                    // A previous process wrote this attempt and died: it may have left at
+                    // any moment up to that death. Read now (a YES ends it early), and
+                    // count a NO only after the fresh window.
                     let settles_at_ms = now_wall + self.recovery_settle.as_millis() as i64;
                     let applied = self
                         .ctx
@@ -161,14 +183,10 @@ impl Dispatcher {
                         })
                         .await?;
                     a.state = applied.state;
-                    a.settles_at_ms = Some(settles_at_ms);
                     a.accepted = false;
-                    (Step::VerifyRead, at(Some(settles_at_ms + 5)))
+                    (Step::VerifyRead, now)
                 }
-                State::Verifying => (
-                    Step::VerifyRead,
-                    at(a.settles_at_ms.filter(|_| !a.accepted)),
-                ),
+                State::Verifying => (Step::VerifyRead, now),
                 State::RetryWait if a.cleared => (Step::WriteAhead, at(row.next_attempt_at_ms)),
                 State::RetryWait => (Step::PreSendRead, at(row.next_attempt_at_ms)),
                 _ => continue,
@@ -187,8 +205,15 @@ impl Dispatcher {
             self.in_flight += 1;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
         }
+        let bucket = self.bucket(&a, step);
+        let cfg = &self.ctx.config;
+        let gate: Arc<dyn crate::api::Gate> = self
+            .gates
+            .entry(bucket)
+            .or_insert_with(|| Arc::new(WireGate::new(cfg.rate, cfg.rate_margin)))
+            .clone();
         let ctx = self.ctx.clone();
-        self.tasks.spawn(execute(ctx, a, step));
+        self.tasks.spawn(execute(ctx, a, step, gate));
     }
 
     fn handle(&mut self, res: StepResult) {
@@ -316,12 +341,18 @@ impl Dispatcher {
         let longest: Option<i64> = self
             .ctx
             .journal
-            .query(|c| c.query_row("SELECT MAX(timeout_ms) FROM runs", [], |r| r.get(0)))
+            .query(|c| {
+                c.query_row(
+                    "SELECT MAX(COALESCE(settle_ms, timeout_ms + 10000)) FROM runs",
+                    [],
+                    |r| r.get(0),
+                )
+            })
             .await?;
         let cfg = &self.ctx.config;
         self.recovery_settle = cfg
-            .settle_total()
-            .max(Duration::from_millis(longest.unwrap_or(0).max(0) as u64) + cfg.settle_margin);
+            .settle
+            .max(Duration::from_millis(longest.unwrap_or(0).max(0) as u64));
         let mut drain_deadline: Option<Instant> = None;
         loop {
             if self.stop.is_none() {

@@ -71,6 +71,49 @@ impl SlidingLog {
     }
 }
 
+/// The limiter's last word, taken at the wire: the client calls [`WireGate::admit`]
+/// once a connection is open and ready, and writes the request as soon as it
+/// returns, so neither connection set-up nor task scheduling can bunch requests
+/// together at the server. A strict sliding log of the actual send times per
+/// (credential, endpoint, action); the dispatcher's [`Limiter`] paces and orders
+/// the requests before they get here.
+pub struct WireGate {
+    log: std::sync::Mutex<SlidingLog>,
+}
+
+impl WireGate {
+    /// `rate` sends per sliding window of one second plus `margin`.
+    pub fn new(rate: u32, margin: Duration) -> Self {
+        WireGate {
+            log: std::sync::Mutex::new(SlidingLog::new(
+                rate.max(1) as usize,
+                Duration::from_secs(1) + margin,
+            )),
+        }
+    }
+
+    /// Takes a send slot now, or says when to ask again.
+    pub fn try_admit(&self, now: Instant) -> Result<(), Instant> {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_acquire(now)
+    }
+}
+
+impl crate::api::Gate for WireGate {
+    fn admit(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            loop {
+                match self.try_admit(Instant::now()) {
+                    Ok(()) => return,
+                    Err(at) => tokio::time::sleep_until(at.into()).await,
+                }
+            }
+        })
+    }
+}
+
 type Pacer = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
 
 /// Sliding log + governor pacer + AIMD.

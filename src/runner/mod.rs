@@ -28,8 +28,14 @@ pub struct RunConfig {
     pub max_in_flight: usize,
     /// Per-request timeout (the client's).
     pub timeout: Duration,
-    /// Added to the timeout before an attempt counts as settled.
-    pub settle_margin: Duration,
+    /// How long after an Open was sent the server may still be working on it
+    /// (`--settle`, SPEC §1): a `NO` read before then does not count. Measured
+    /// on the monotonic clock from the attempt's send time; after a restart,
+    /// from the restart.
+    pub settle: Duration,
+    /// After an ambiguous answer, the first verification read comes this soon
+    /// (a `YES` ends the attempt early); the next one when the attempt settles.
+    pub ambiguous_first_read: Duration,
     pub max_attempts: u32,
     /// How long after an accepted attempt to keep polling for `YES`.
     pub verify_deadline: Duration,
@@ -57,7 +63,8 @@ impl Default for RunConfig {
             rate: 20,
             max_in_flight: 256,
             timeout: Duration::from_secs(15),
-            settle_margin: Duration::from_secs(2),
+            settle: DEFAULT_SETTLE,
+            ambiguous_first_read: Duration::from_secs(2),
             max_attempts: 8,
             verify_deadline: Duration::from_secs(300),
             check_kms: false,
@@ -74,10 +81,17 @@ impl Default for RunConfig {
     }
 }
 
+/// The default settle window: the official SDK's default request timeout.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(60);
+
+/// The documented worst-case latency of the API ("may take up to 10 s").
+pub const API_LATENCY_BOUND: Duration = Duration::from_secs(10);
+
 impl RunConfig {
-    /// Send time to "can no longer be in flight".
-    pub fn settle_total(&self) -> Duration {
-        self.timeout + self.settle_margin
+    /// The shortest settle window SPEC §1 allows for `timeout`: the API's
+    /// documented 10 s plus the request timeout.
+    pub fn settle_floor(timeout: Duration) -> Duration {
+        API_LATENCY_BOUND + timeout
     }
 }
 

@@ -3,15 +3,15 @@
 //! when. Every rule of SPEC §1 that concerns a single instance lives here.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
 use super::RunConfig;
 use crate::api::cdb::*;
-use crate::api::classify::hint;
+use crate::api::classify::{after_settled_no, hint, stops_run};
 use crate::api::kms::{DescribeKeyRequest, DescribeKeyResponse, DESCRIBE_KEY};
-use crate::api::{classify, CallKind, Called, Client, Endpoint, Failure, Outcome, Service};
+use crate::api::{classify, CallKind, Called, Client, Endpoint, Failure, Gate, Outcome, Service};
 use crate::journal::{
     now_ms, Applied, CallRecord, Change, Disposition, Fact, InstanceRow, Journal, JournalError,
     State,
@@ -66,13 +66,18 @@ pub struct Active {
     pub budget_base: u32,
     pub kms_errors: u32,
     pub cleared: bool,
-    pub last_sent_at_ms: Option<i64>,
-    pub settles_at_ms: Option<i64>,
+    /// Monotonic: from when a `NO` read counts for the last attempt (SPEC §1).
+    /// `None` when there is nothing to wait for (no attempt, or already cleared).
+    pub settles_at: Option<Instant>,
+    /// Monotonic: until when to keep polling for `YES` after an accepted attempt.
+    pub verify_until: Option<Instant>,
     pub accepted: bool,
     pub last_error_code: Option<String>,
     pub last_error_message: Option<String>,
     pub read_failures: u32,
     pub polls: u32,
+    /// Since when reads have answered neither `YES` nor `NO`.
+    pub unreadable_since: Option<Instant>,
     pub cdb: Endpoint,
     pub kms: Option<Endpoint>,
 }
@@ -89,13 +94,14 @@ impl Active {
             budget_base: row.budget_base,
             kms_errors: row.kms_errors,
             cleared: row.cleared_to_send,
-            last_sent_at_ms: row.last_sent_at_ms,
-            settles_at_ms: row.settles_at_ms,
+            settles_at: None,
+            verify_until: None,
             accepted: row.last_outcome.as_deref() == Some("accepted"),
             last_error_code: row.last_error_code.clone(),
             last_error_message: row.last_error_message.clone(),
             read_failures: 0,
             polls: 0,
+            unreadable_since: None,
             cdb,
             kms,
         }
@@ -109,6 +115,14 @@ impl Active {
         self.state = a.state;
         self.attempts = a.attempts;
         self.cleared = a.cleared_to_send;
+        if self.cleared {
+            self.settles_at = None;
+        }
+    }
+
+    /// Whether a read sent at `sent_at` comes after the last attempt settled.
+    fn settled_at(&self, sent_at: Instant) -> bool {
+        self.settles_at.is_none_or(|s| sent_at >= s)
     }
 }
 
@@ -227,7 +241,9 @@ impl Ctx {
         Ok(applied)
     }
 
-    /// One API call and its journal record (send time, latency, RequestId, error).
+    /// One API call through its bucket's wire gate, and its journal record (send
+    /// time, latency, RequestId, error). Also returns the monotonic send time.
+    #[allow(clippy::too_many_arguments)]
     async fn call<Q: serde::Serialize, R: serde::de::DeserializeOwned>(
         &self,
         endpoint: &Endpoint,
@@ -235,10 +251,11 @@ impl Ctx {
         action: &'static str,
         region: &str,
         req: &Q,
-    ) -> (Result<R, Failure>, CallRecord, i64) {
+        gate: &dyn Gate,
+    ) -> (Result<R, Failure>, CallRecord, Instant) {
         let called = self
             .client
-            .call::<Q, R>(endpoint, service, action, Some(region), req)
+            .call_gated::<Q, R>(endpoint, service, action, Some(region), req, gate)
             .await;
         let request_id = called
             .result
@@ -246,11 +263,11 @@ impl Ctx {
             .ok()
             .and_then(|x| x.request_id.clone());
         let rec = record(action, endpoint, &called, request_id);
-        (called.result.map(|a| a.data), rec, called.sent_at_ms)
+        (called.result.map(|a| a.data), rec, called.sent_at)
     }
 
     fn settle_ms(&self) -> i64 {
-        (self.config.timeout + self.config.settle_margin).as_millis() as i64
+        self.config.settle.as_millis() as i64
     }
 
     fn retry_delay(&self, n: u32) -> Duration {
@@ -258,8 +275,9 @@ impl Ctx {
     }
 }
 
-/// Runs one step for `a` and decides what comes next.
-pub async fn execute(ctx: Arc<Ctx>, mut a: Active, step: Step) -> StepResult {
+/// Runs one step for `a` and decides what comes next. `gate` admits the
+/// step's request onto the wire (every step but the write-ahead sends one).
+pub async fn execute(ctx: Arc<Ctx>, mut a: Active, step: Step, gate: Arc<dyn Gate>) -> StepResult {
     let mut r = StepResult {
         active: a.clone(),
         step,
@@ -270,14 +288,15 @@ pub async fn execute(ctx: Arc<Ctx>, mut a: Active, step: Step) -> StepResult {
         http: step != Step::WriteAhead,
         not_sent: None,
     };
+    let gate = gate.as_ref();
     let next = match step {
         Step::PreflightRead | Step::VerifyRead | Step::PreSendRead => {
-            read(&ctx, &mut a, step, &mut r).await
+            read(&ctx, &mut a, step, gate, &mut r).await
         }
-        Step::Features => features(&ctx, &mut a, &mut r).await,
-        Step::KmsKey => kms_key(&ctx, &mut a, &mut r).await,
+        Step::Features => features(&ctx, &mut a, gate, &mut r).await,
+        Step::KmsKey => kms_key(&ctx, &mut a, gate, &mut r).await,
         Step::WriteAhead => write_ahead(&ctx, &mut a).await,
-        Step::Send => send(&ctx, &mut a, &mut r).await,
+        Step::Send => send(&ctx, &mut a, gate, &mut r).await,
     };
     r.next = match next {
         Ok(n) => n,
@@ -292,17 +311,30 @@ pub async fn execute(ctx: Arc<Ctx>, mut a: Active, step: Step) -> StepResult {
 
 type StepOutcome = Result<Next, JournalError>;
 
-async fn read(ctx: &Ctx, a: &mut Active, step: Step, r: &mut StepResult) -> StepOutcome {
+/// Time from now until `at` (zero if it has passed), plus a few milliseconds so a
+/// read scheduled "at" a settle time is sent after it.
+fn until(at: Instant) -> Duration {
+    at.saturating_duration_since(Instant::now()) + Duration::from_millis(5)
+}
+
+async fn read(
+    ctx: &Ctx,
+    a: &mut Active,
+    step: Step,
+    gate: &dyn Gate,
+    r: &mut StepResult,
+) -> StepOutcome {
     let req = InstanceIdRequest {
         instance_id: a.id.clone(),
     };
-    let (result, rec, _) = ctx
-        .call::<_, DescribeDBInstanceInfoResponse>(
+    let (result, mut rec, sent_at) = ctx
+        .call::<_, serde_json::Value>(
             &a.cdb,
             Service::Cdb,
             DESCRIBE_DB_INSTANCE_INFO,
             &a.region,
             &req,
+            gate,
         )
         .await;
     let answer = match result {
@@ -311,8 +343,18 @@ async fn read(ctx: &Ctx, a: &mut Active, step: Step, r: &mut StepResult) -> Step
     };
     r.definite_answer = true;
     a.read_failures = 0;
-    let encrypted = answer.encryption.eq_ignore_ascii_case("YES");
-    ctx.apply(a, Fact::EncryptionRead { encrypted }, Some(rec))
+    let encrypted = match EncryptionReading::of(&answer) {
+        EncryptionReading::Yes => true,
+        EncryptionReading::No => false,
+        EncryptionReading::Unreadable(raw) => {
+            rec.error_code = Some(UNREADABLE_READ.into());
+            rec.error_message = Some(format!("Encryption was {raw}: neither YES nor NO"));
+            return unreadable(ctx, a, step, raw, rec).await;
+        }
+    };
+    a.unreadable_since = None;
+    let settled = a.settled_at(sent_at);
+    ctx.apply(a, Fact::EncryptionRead { encrypted, settled }, Some(rec))
         .await?;
     if a.state.is_terminal() {
         return Ok(Next::Done);
@@ -322,52 +364,76 @@ async fn read(ctx: &Ctx, a: &mut Active, step: Step, r: &mut StepResult) -> Step
         Step::PreSendRead if a.cleared => Ok(Next::After(Step::WriteAhead, Duration::ZERO)),
         Step::PreSendRead => {
             // Read too early for the last attempt to count as settled: wait for it.
-            let wait = a.settles_at_ms.map(|s| s - now_ms()).unwrap_or(1000).max(0) as u64 + 5;
-            Ok(Next::After(Step::PreSendRead, Duration::from_millis(wait)))
+            let wait = a.settles_at.map(until).unwrap_or(Duration::from_secs(1));
+            Ok(Next::After(Step::PreSendRead, wait))
         }
         _ => verified_no(ctx, a).await,
     }
 }
 
+/// The code journaled for one read whose `Encryption` was neither `YES` nor `NO`.
+pub const UNREADABLE_READ: &str = "EncryptionUnreadable";
+/// The code an instance fails with when reads stay unreadable past the verify deadline.
+pub const VERIFICATION_UNREADABLE: &str = "VerificationUnreadable";
+
+/// `Encryption` was neither `YES` nor `NO`: never a `NO`. Ask again with
+/// backoff; past the verify deadline, fail with the raw value (no re-send).
+async fn unreadable(
+    ctx: &Ctx,
+    a: &mut Active,
+    step: Step,
+    raw: String,
+    rec: CallRecord,
+) -> StepOutcome {
+    let now = Instant::now();
+    let since = *a.unreadable_since.get_or_insert(now);
+    if now.duration_since(since) >= ctx.config.verify_deadline {
+        let message = format!(
+            "DescribeDBInstanceInfo kept answering Encryption={raw} (neither YES nor NO) for {:?}; whether encryption is on is unknown, so nothing was re-sent: check the console",
+            now.duration_since(since)
+        );
+        let code = VERIFICATION_UNREADABLE.to_string();
+        let fact = if a.state == State::Pending {
+            Fact::PreflightFailed { code, message }
+        } else {
+            Fact::GaveUp { code, message }
+        };
+        ctx.apply(a, fact, Some(rec)).await?;
+        return Ok(Next::Done);
+    }
+    ctx.apply(a, Fact::Called, Some(rec)).await?;
+    a.polls += 1;
+    let wait =
+        jitter(&mut rand::rng(), &ctx.config.poll_backoff, a.polls).max(Duration::from_millis(200));
+    Ok(Next::After(step, wait))
+}
+
 /// A verification read said NO. Poll again, retry, or give up.
 async fn verified_no(ctx: &Ctx, a: &mut Active) -> StepOutcome {
     let cfg = &ctx.config;
-    let now = now_ms();
-    let deadline = a.last_sent_at_ms.unwrap_or(now)
-        + cfg
-            .verify_deadline
-            .max(cfg.timeout + cfg.settle_margin)
-            .as_millis() as i64;
-    if !a.cleared {
-        // The attempt may still be in flight: this NO does not count yet.
-        a.polls += 1;
-        let wait = if a.accepted {
-            jitter(&mut rand::rng(), &cfg.poll_backoff, a.polls).max(Duration::from_millis(200))
-        } else {
-            Duration::from_millis((a.settles_at_ms.unwrap_or(now) - now).max(0) as u64 + 5)
-        };
-        let until_deadline = Duration::from_millis((deadline - now).max(0) as u64 + 5);
-        return Ok(Next::After(
-            Step::VerifyRead,
-            wait.min(until_deadline).max(Duration::from_millis(5)),
-        ));
-    }
-    if a.accepted && now < deadline {
+    let now = Instant::now();
+    if a.accepted && a.verify_until.is_some_and(|d| now < d) {
         // Accepted, not visible yet (propagation): keep polling until the deadline.
         a.polls += 1;
         let wait = jitter(&mut rand::rng(), &cfg.poll_backoff, a.polls)
             .max(Duration::from_millis(200))
-            .min(Duration::from_millis((deadline - now) as u64 + 5));
+            .min(a.verify_until.map(until).unwrap_or(Duration::MAX));
+        return Ok(Next::After(Step::VerifyRead, wait));
+    }
+    if !a.cleared {
+        // The server may still be working on the attempt: this NO does not count.
+        // Ask again once the attempt has settled.
+        let wait = a.settles_at.map(until).unwrap_or(Duration::from_secs(1));
         return Ok(Next::After(Step::VerifyRead, wait));
     }
     // A settled NO: the last attempt did not take effect.
-    let kms = a
-        .last_error_code
+    let code = a.last_error_code.clone();
+    let kms = code
         .as_deref()
         .is_some_and(|c| c.starts_with("InternalError.KmsError"));
     if kms && a.kms_errors > cfg.kms_error_retries {
         let message = format!(
-            "OpenDBInstanceEncryption answered InternalError.KmsError {} times and a read confirmed Encryption=NO each time: {}",
+            "OpenDBInstanceEncryption answered InternalError.KmsError {} times and a settled read confirmed Encryption=NO each time: {}",
             a.kms_errors,
             hint("InternalError.KmsError").unwrap_or("")
         );
@@ -381,6 +447,26 @@ async fn verified_no(ctx: &Ctx, a: &mut Active) -> StepOutcome {
         )
         .await?;
         return Ok(Next::Done);
+    }
+    if let Some(code) = code.as_deref().filter(|_| !a.accepted) {
+        if after_settled_no(code) == Outcome::InstanceFailed {
+            // Not retryable (UnauthorizedOperation, ResourceNotFound, …), and now
+            // known not to have taken effect.
+            let message = format!(
+                "{}; a read after the attempt settled confirmed Encryption=NO",
+                a.last_error_message.clone().unwrap_or_default()
+            );
+            ctx.apply(
+                a,
+                Fact::GaveUp {
+                    code: code.to_string(),
+                    message,
+                },
+                None,
+            )
+            .await?;
+            return Ok(Next::Done);
+        }
     }
     if a.attempts_used() >= cfg.max_attempts {
         let (code, message) = if a.accepted {
@@ -482,7 +568,7 @@ async fn read_failed(
     }
 }
 
-async fn features(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
+async fn features(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult) -> StepOutcome {
     let req = InstanceIdRequest {
         instance_id: a.id.clone(),
     };
@@ -493,6 +579,7 @@ async fn features(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome 
             DESCRIBE_DB_FEATURES,
             &a.region,
             &req,
+            gate,
         )
         .await;
     let f = match result {
@@ -544,7 +631,7 @@ fn after_preflight(ctx: &Ctx, a: &Active, done: Step) -> Next {
     Next::After(Step::WriteAhead, Duration::ZERO)
 }
 
-async fn kms_key(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
+async fn kms_key(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult) -> StepOutcome {
     let (Some(key_id), Some(key_region), Some(ep)) =
         (a.key_id.clone(), a.key_region.clone(), a.kms.clone())
     else {
@@ -559,6 +646,7 @@ async fn kms_key(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
             &DescribeKeyRequest {
                 key_id: key_id.clone(),
             },
+            gate,
         )
         .await;
     let meta = match result {
@@ -609,38 +697,26 @@ async fn write_ahead(ctx: &Ctx, a: &mut Active) -> StepOutcome {
     }
 }
 
-async fn send(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
-    let (result, rec, sent) = ctx
+async fn send(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult) -> StepOutcome {
+    let (result, rec, sent_at) = ctx
         .call::<_, OpenDBInstanceEncryptionResponse>(
             &a.cdb,
             Service::Cdb,
             OPEN_DB_INSTANCE_ENCRYPTION,
             &a.region,
             &open_request(a),
+            gate,
         )
         .await;
-    let settles_at_ms = sent + ctx.settle_ms();
-    a.last_sent_at_ms = Some(sent);
+    // Wall clock, for the audit only: every decision uses `sent_at`.
+    let settles_at_ms = rec.sent_at_ms + ctx.settle_ms();
     a.polls = 0;
     a.last_error_code = rec.error_code.clone();
     a.last_error_message = rec.error_message.clone();
     let failure = match result {
         Ok(_) => {
             r.definite_answer = true;
-            a.accepted = true;
-            a.settles_at_ms = Some(settles_at_ms);
-            ctx.apply(
-                a,
-                Fact::AttemptAnswered {
-                    disposition: Disposition::Accepted,
-                    settles_at_ms,
-                    next_attempt_at_ms: None,
-                    kms_error: false,
-                },
-                Some(rec),
-            )
-            .await?;
-            return Ok(Next::After(Step::VerifyRead, Duration::ZERO));
+            return accepted(ctx, a, sent_at, settles_at_ms, rec).await;
         }
         Err(f) => f,
     };
@@ -649,29 +725,19 @@ async fn send(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
         r.not_sent = Some(m.clone());
     }
     a.accepted = false;
-    let code = failure.code();
     match classify(CallKind::Write, &failure) {
         Outcome::Success | Outcome::Ambiguous => {
-            let kms_error = code.starts_with("InternalError.KmsError");
-            if kms_error {
-                a.kms_errors += 1;
+            let code = failure.code();
+            if stops_run(&code) {
+                r.stop = Some(StopReason::AccountWide {
+                    code: code.clone(),
+                    message: failure.message(),
+                });
             }
-            a.settles_at_ms = Some(settles_at_ms);
-            ctx.apply(
-                a,
-                Fact::AttemptAnswered {
-                    disposition: Disposition::Ambiguous,
-                    settles_at_ms,
-                    next_attempt_at_ms: None,
-                    kms_error,
-                },
-                Some(rec),
-            )
-            .await?;
-            let wait = (settles_at_ms - now_ms()).max(0) as u64 + 5;
-            Ok(Next::After(Step::VerifyRead, Duration::from_millis(wait)))
+            ambiguous(ctx, a, sent_at, settles_at_ms, rec, r.stop.is_some()).await
         }
         Outcome::InstanceFailed => {
+            // A parameter error: documented as not carried out.
             ctx.apply(
                 a,
                 Fact::AttemptAnswered {
@@ -686,52 +752,128 @@ async fn send(ctx: &Ctx, a: &mut Active, r: &mut StepResult) -> StepOutcome {
             Ok(Next::Done)
         }
         outcome @ (Outcome::Throttled | Outcome::Transient | Outcome::RunStop) => {
-            // Definitely not applied: answered (or never sent), so it settles now.
             r.throttled = outcome == Outcome::Throttled;
-            let exhausted =
-                a.attempts_used() >= ctx.config.max_attempts && outcome != Outcome::RunStop;
-            let delay = if outcome == Outcome::RunStop {
-                Duration::ZERO
-            } else {
-                ctx.retry_delay(a.attempts_used().saturating_sub(1))
-            };
-            let answered = now_ms();
-            a.settles_at_ms = Some(answered);
-            if exhausted {
-                a.last_error_message = Some(format!(
-                    "{}; gave up after {} attempts",
-                    a.last_error_message.clone().unwrap_or_default(),
-                    a.attempts_used()
-                ));
-            }
-            let mut rec = rec;
-            rec.error_message = a.last_error_message.clone();
-            ctx.apply(
-                a,
-                Fact::AttemptAnswered {
-                    disposition: if exhausted {
-                        Disposition::Refused
-                    } else {
-                        Disposition::Rejected
-                    },
-                    settles_at_ms: answered,
-                    next_attempt_at_ms: Some(answered + delay.as_millis() as i64),
-                    kms_error: false,
-                },
-                Some(rec),
-            )
-            .await?;
             if outcome == Outcome::RunStop {
                 r.stop = Some(StopReason::AccountWide {
-                    code,
+                    code: failure.code(),
                     message: failure.message(),
                 });
-                return Ok(Next::Parked);
             }
-            if exhausted {
-                return Ok(Next::Done);
-            }
-            Ok(Next::After(Step::PreSendRead, delay))
+            not_applied(ctx, a, outcome, rec).await
         }
     }
+}
+
+/// The Open was accepted: poll for `YES` until the verify deadline; a `NO` counts
+/// only once the attempt has settled.
+async fn accepted(
+    ctx: &Ctx,
+    a: &mut Active,
+    sent_at: Instant,
+    settles_at_ms: i64,
+    rec: CallRecord,
+) -> StepOutcome {
+    let cfg = &ctx.config;
+    a.accepted = true;
+    a.settles_at = Some(sent_at + cfg.settle);
+    a.verify_until = Some(sent_at + cfg.verify_deadline.max(cfg.settle));
+    ctx.apply(
+        a,
+        Fact::AttemptAnswered {
+            disposition: Disposition::Accepted,
+            settles_at_ms,
+            next_attempt_at_ms: None,
+            kms_error: false,
+        },
+        Some(rec),
+    )
+    .await?;
+    Ok(Next::After(Step::VerifyRead, Duration::ZERO))
+}
+
+/// Anything that does not prove the Open was not carried out: the server may
+/// still apply it until the attempt settles. One early read (a `YES` ends it),
+/// then one once it has settled; nothing is re-sent before a settled `NO`.
+async fn ambiguous(
+    ctx: &Ctx,
+    a: &mut Active,
+    sent_at: Instant,
+    settles_at_ms: i64,
+    rec: CallRecord,
+    stopping: bool,
+) -> StepOutcome {
+    let kms_error = rec
+        .error_code
+        .as_deref()
+        .is_some_and(|c| c.starts_with("InternalError.KmsError"));
+    if kms_error {
+        a.kms_errors += 1;
+    }
+    let settles_at = sent_at + ctx.config.settle;
+    a.settles_at = Some(settles_at);
+    a.verify_until = None;
+    ctx.apply(
+        a,
+        Fact::AttemptAnswered {
+            disposition: Disposition::Ambiguous,
+            settles_at_ms,
+            next_attempt_at_ms: None,
+            kms_error,
+        },
+        Some(rec),
+    )
+    .await?;
+    if stopping {
+        // The journal holds the attempt as `verifying`; the next run verifies it
+        // after a fresh settle window.
+        return Ok(Next::Parked);
+    }
+    let first = ctx.config.ambiguous_first_read.min(until(settles_at));
+    Ok(Next::After(Step::VerifyRead, first))
+}
+
+/// Never sent, throttled, or refused for the account: documented as not carried
+/// out, so the attempt settles at once. A fresh `NO` still comes before a re-send.
+async fn not_applied(ctx: &Ctx, a: &mut Active, outcome: Outcome, rec: CallRecord) -> StepOutcome {
+    let stop = outcome == Outcome::RunStop;
+    let exhausted = a.attempts_used() >= ctx.config.max_attempts && !stop;
+    let delay = if stop {
+        Duration::ZERO
+    } else {
+        ctx.retry_delay(a.attempts_used().saturating_sub(1))
+    };
+    let answered = now_ms();
+    a.settles_at = Some(Instant::now());
+    a.verify_until = None;
+    if exhausted {
+        a.last_error_message = Some(format!(
+            "{}; gave up after {} attempts",
+            a.last_error_message.clone().unwrap_or_default(),
+            a.attempts_used()
+        ));
+    }
+    let mut rec = rec;
+    rec.error_message = a.last_error_message.clone();
+    ctx.apply(
+        a,
+        Fact::AttemptAnswered {
+            disposition: if exhausted {
+                Disposition::Refused
+            } else {
+                Disposition::Rejected
+            },
+            settles_at_ms: answered,
+            next_attempt_at_ms: Some(answered + delay.as_millis() as i64),
+            kms_error: false,
+        },
+        Some(rec),
+    )
+    .await?;
+    if stop {
+        return Ok(Next::Parked);
+    }
+    if exhausted {
+        return Ok(Next::Done);
+    }
+    Ok(Next::After(Step::PreSendRead, delay))
 }
