@@ -1,6 +1,7 @@
 //! Benchmarks behind BENCHMARKS.md. Build first: `cargo build --release --examples`.
 //!
 //!   cargo run --release --example bench -- throughput [N]   # N instances (2000), Open 1–10 s, --rate 20
+//!   cargo run --release --example bench -- ambiguous [N]    # the same (1000), 5 % of Open answers ambiguous
 //!   cargo run --release --example bench -- ceiling [N]      # limits off, zero latency: runner + journal ceiling
 //!   cargo run --release --example bench -- emulator [SECS]  # emulator requests/s, zero latency, loopback
 //!   cargo run --release --example bench -- report [N]       # report json/csv on an N-instance journal (100000)
@@ -116,8 +117,31 @@ fn discover(url: &str, dir: &Path) -> PathBuf {
     fleet
 }
 
-/// (first request sent, 10 % and 90 % of terminal arrivals, last terminal) in ms.
-fn journal_timing(path: &Path) -> (i64, i64, i64, i64, usize) {
+/// When instances reached a terminal state, from the journal (ms).
+struct Finish {
+    /// First request sent.
+    first: i64,
+    /// 10 % and 90 % of the terminal arrivals.
+    p10: i64,
+    p90: i64,
+    /// Last terminal arrival.
+    last: i64,
+    /// Instances that reached a terminal state.
+    done: usize,
+}
+
+impl Finish {
+    /// Instances/s between 10 % and 90 % finished: the steady state.
+    fn sustained(&self) -> f64 {
+        (self.done as f64 * 0.8) / ((self.p90 - self.p10) as f64 / 1000.0)
+    }
+    /// Instances/s from the first request to the last terminal state.
+    fn end_to_end(&self) -> f64 {
+        self.done as f64 / ((self.last - self.first) as f64 / 1000.0)
+    }
+}
+
+fn journal_timing(path: &Path) -> Finish {
     let conn = schema::open_reader(path).unwrap();
     let first: i64 = conn
         .query_row("SELECT MIN(sent_at_ms) FROM events", [], |r| r.get(0))
@@ -131,14 +155,38 @@ fn journal_timing(path: &Path) -> (i64, i64, i64, i64, usize) {
         .map(Result::unwrap)
         .collect();
     let n = t.len();
-    (first, t[n / 10], t[n * 9 / 10], t[n - 1], n)
+    Finish {
+        first,
+        p10: t[n / 10],
+        p90: t[n * 9 / 10],
+        last: t[n - 1],
+        done: n,
+    }
 }
 
-fn throughput(n: usize) {
+/// The physical bound at `--rate 20`: two `DescribeDBInstanceInfo` reads per instance.
+const BOUND: f64 = 10.0;
+
+/// One run at the rate bound, on one endpoint.
+struct AtBound {
+    _dir: tempfile::TempDir,
+    journal: PathBuf,
+    usage: Usage,
+    finish: Finish,
+    /// `GET /__emulator/state` after the run.
+    truth: serde_json::Value,
+}
+
+/// `fleetcrypt run --rate 20` against the emulator as a separate process: `n`
+/// unencrypted instances on one endpoint, Open latency uniform 1–10 s, reads
+/// 20–150 ms and the documented limits of 20/s per action (the emulator's
+/// defaults), plus `extra` emulator flags (faults).
+fn run_at_bound(n: usize, extra: &[&str]) -> AtBound {
     let dir = tempfile::tempdir().unwrap();
-    let (mut emu, url) = start_emulator(&[
+    let n = n.to_string();
+    let mut args = vec![
         "--generate",
-        &n.to_string(),
+        &n,
         "--regions",
         "ap-guangzhou",
         "--share-encrypted",
@@ -149,10 +197,12 @@ fn throughput(n: usize) {
         "0",
         "--latency",
         "OpenDBInstanceEncryption=1s..10s",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (mut emu, url) = start_emulator(&args);
     let fleet = discover(&url, dir.path());
     let journal = dir.path().join("j.db");
-    let u = run_measured(&[
+    let usage = run_measured(&[
         "--journal".into(),
         journal.display().to_string(),
         "--endpoint".into(),
@@ -165,14 +215,47 @@ fn throughput(n: usize) {
         "20".into(),
         "--yes".into(),
     ]);
+    let truth = ground_truth(&url);
     let _ = emu.kill();
-    let (first, p10, p90, last, done) = journal_timing(&journal);
-    let sustained = (done as f64 * 0.8) / ((p90 - p10) as f64 / 1000.0);
-    let end_to_end = done as f64 / ((last - first) as f64 / 1000.0);
-    println!("throughput: {done} instances, Open latency uniform 1-10 s, --rate 20, one endpoint");
+    let finish = journal_timing(&journal);
+    AtBound {
+        _dir: dir,
+        journal,
+        usage,
+        finish,
+        truth,
+    }
+}
+
+fn ground_truth(url: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = rt
+        .block_on(async {
+            reqwest::get(format!("{url}/__emulator/state"))
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await
+        })
+        .expect("GET /__emulator/state");
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The lines `throughput` and `ambiguous` share.
+fn print_at_bound(r: &AtBound) {
+    let (u, f) = (&r.usage, &r.finish);
     println!("  exit code               {}", u.code);
-    println!("  sustained (10%..90%)    {sustained:.2} instances/s   (physical bound 10.00)");
-    println!("  end to end              {end_to_end:.2} instances/s   (first request to last verification)");
+    println!(
+        "  sustained (10%..90%)    {:.2} instances/s   (physical bound {BOUND:.2})",
+        f.sustained()
+    );
+    println!(
+        "  end to end              {:.2} instances/s   (first request to last verification)",
+        f.end_to_end()
+    );
     println!("  wall                    {:.1} s", u.wall.as_secs_f64());
     println!(
         "  peak RSS of `run`       {:.1} MB",
@@ -181,8 +264,143 @@ fn throughput(n: usize) {
     println!(
         "  CPU time of `run`       {:.2} s ({:.2} ms/instance)",
         u.cpu.as_secs_f64(),
-        u.cpu.as_secs_f64() * 1000.0 / done as f64
+        u.cpu.as_secs_f64() * 1000.0 / f.done as f64
     );
+}
+
+fn throughput(n: usize) {
+    let r = run_at_bound(n, &[]);
+    println!(
+        "throughput: {} instances, Open latency uniform 1-10 s, --rate 20, one endpoint",
+        r.finish.done
+    );
+    print_at_bound(&r);
+}
+
+/// The error codes of the emulator's two ambiguous Open faults.
+const APPLIED: &str = "InternalError.HttpRequestError"; // internal-applied: applied in the background
+const NOT_APPLIED: &str = "InternalError.UnknownError"; // internal: not applied
+
+/// One instance's Open answers and latency, from the journal's events.
+struct PerInstance {
+    /// First AttemptWritten to VerifiedEncrypted (None: not verified).
+    latency_ms: Option<i64>,
+    /// AttemptAnswered events: all, and those with each ambiguous error code.
+    answers: i64,
+    applied: i64,
+    not_applied: i64,
+}
+
+fn per_instance(journal: &Path) -> Vec<PerInstance> {
+    let conn = schema::open_reader(journal).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT MIN(CASE WHEN kind = 'VerifiedEncrypted' THEN at_ms END)
+                      - MIN(CASE WHEN kind = 'AttemptWritten' THEN at_ms END),
+                    SUM(kind = 'AttemptAnswered'),
+                    SUM(kind = 'AttemptAnswered' AND error_code = ?1),
+                    SUM(kind = 'AttemptAnswered' AND error_code = ?2)
+             FROM events WHERE instance_id IS NOT NULL GROUP BY instance_id",
+        )
+        .unwrap();
+    stmt.query_map([APPLIED, NOT_APPLIED], |r| {
+        Ok(PerInstance {
+            latency_ms: r.get(0)?,
+            answers: r.get(1)?,
+            applied: r.get(2)?,
+            not_applied: r.get(3)?,
+        })
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn ambiguous(n: usize) {
+    let r = run_at_bound(
+        n,
+        &[
+            "--fault",
+            "internal-applied=0.025",
+            "--fault",
+            "internal=0.025",
+        ],
+    );
+    let f = &r.finish;
+    println!(
+        "ambiguous: {} instances, Open latency uniform 1-10 s, --rate 20, one endpoint, \
+         2.5 % of Open answers {APPLIED} (applied in the background) + 2.5 % {NOT_APPLIED} (not applied)",
+        f.done
+    );
+    print_at_bound(&r);
+    println!(
+        "  ratio to the bound      sustained {:.1} %, end to end {:.1} %",
+        f.sustained() / BOUND * 100.0,
+        f.end_to_end() / BOUND * 100.0
+    );
+
+    let rows = per_instance(&r.journal);
+    let (answers, applied, not_applied) = rows.iter().fold((0, 0, 0), |(n, a, na), i| {
+        (n + i.answers, a + i.applied, na + i.not_applied)
+    });
+    println!(
+        "  Open answers (journal)  {answers}: {applied} {APPLIED} + {not_applied} {NOT_APPLIED} = {:.1} % ambiguous",
+        (applied + not_applied) as f64 * 100.0 / answers as f64
+    );
+    let verified = rows.iter().filter(|i| i.latency_ms.is_some()).count();
+    println!("  first Open written to VerifiedEncrypted, {verified} verified instances:");
+    let line = |label: &str, keep: fn(&PerInstance) -> bool| {
+        let mut ms: Vec<i64> = rows
+            .iter()
+            .filter(|i| keep(i))
+            .filter_map(|i| i.latency_ms)
+            .collect();
+        ms.sort_unstable();
+        if ms.is_empty() {
+            println!("    {label:<38} n=0");
+            return;
+        }
+        // Nearest rank.
+        let pct = |p: usize| ms[(ms.len() * p).div_ceil(100) - 1] as f64 / 1000.0;
+        println!(
+            "    {label:<38} n={:<5} p50 {:>5.1} s   p99 {:>5.1} s",
+            ms.len(),
+            pct(50),
+            pct(99)
+        );
+    };
+    line("no ambiguous answer", |i| i.applied + i.not_applied == 0);
+    line("an ambiguous answer", |i| i.applied + i.not_applied > 0);
+    line("  of which all applied in background", |i| {
+        i.applied > 0 && i.not_applied == 0
+    });
+    line("  of which at least one not applied", |i| i.not_applied > 0);
+
+    let t = &r.truth;
+    let total = |field: &str| -> u64 {
+        t["instances"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|i| i[field].as_u64().unwrap())
+            .sum()
+    };
+    println!("  emulator ground truth:");
+    println!(
+        "    blind_open_calls          {}   (an Open re-sent with no read since the last one)",
+        total("blind_open_calls")
+    );
+    println!(
+        "    open_calls_when_encrypted {}",
+        total("open_calls_when_encrypted")
+    );
+    println!("    open_calls                {}", total("open_calls"));
+    for (action, a) in t["actions"].as_object().unwrap() {
+        println!(
+            "    {action:<26} max_in_1s_window {:>2} (limit 20), seen {}, throttled {}",
+            a["max_in_1s_window"], a["seen"], a["throttled"]
+        );
+    }
 }
 
 fn ceiling(n: usize) {
@@ -218,12 +436,13 @@ fn ceiling(n: usize) {
         "--yes".into(),
     ]);
     let _ = emu.kill();
-    let (first, _, _, last, done) = journal_timing(&journal);
+    let f = journal_timing(&journal);
+    let done = f.done;
     println!("ceiling: {done} instances, emulator without limits or latency, --rate 10000 (2 cores shared with the emulator)");
     println!("  exit code               {}", u.code);
     println!(
         "  end to end              {:.0} instances/s",
-        done as f64 / ((last - first) as f64 / 1000.0)
+        f.end_to_end()
     );
     println!("  wall (incl. import)     {:.1} s", u.wall.as_secs_f64());
     println!(
@@ -475,10 +694,11 @@ fn main() {
     let n = |d: usize| args.get(2).and_then(|s| s.parse().ok()).unwrap_or(d);
     match args.get(1).map(String::as_str) {
         Some("throughput") => throughput(n(2000)),
+        Some("ambiguous") => ambiguous(n(1000)),
         Some("ceiling") => ceiling(n(20000)),
         Some("emulator") => emulator(n(10) as u64),
         Some("report") => report(n(100_000)),
         Some("input") => input(n(1_000_000)),
-        _ => eprintln!("usage: bench throughput|ceiling|emulator|report|input [N]"),
+        _ => eprintln!("usage: bench throughput|ambiguous|ceiling|emulator|report|input [N]"),
     }
 }
