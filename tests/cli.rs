@@ -3,60 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
 use common::*;
 use fleetcrypt::api::cdb::*;
 use fleetcrypt::emulator::{Faults, Generate, World};
-
-const BIN: &str = env!("CARGO_BIN_EXE_fleetcrypt");
-
-struct Env {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Env {
-    fn new(url: &str) -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-            url: url.to_string(),
-        }
-    }
-    fn journal(&self) -> PathBuf {
-        self.dir.path().join("fleet.db")
-    }
-    fn cmd(&self, key: &str) -> Command {
-        let mut c = Command::new(BIN);
-        c.env_clear()
-            .env("HOME", self.dir.path())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-            .env("TENCENTCLOUD_SECRET_KEY", key)
-            .arg("--journal")
-            .arg(self.journal())
-            .arg("--endpoint")
-            .arg(&self.url)
-            .stdin(Stdio::null());
-        c
-    }
-    fn write_fleet(&self, world: &World) -> PathBuf {
-        let path = self.dir.path().join("fleet.csv");
-        let mut s = String::from("InstanceId,Region,Name\n");
-        for spec in specs_of(world) {
-            s.push_str(&format!(
-                "{},{},{}\n",
-                spec.id,
-                spec.region,
-                spec.label("name").unwrap()
-            ));
-        }
-        std::fs::write(&path, s).unwrap();
-        path
-    }
-}
 
 /// The emulator of `fast_config` works on an Open for at most 400 ms + a 3 s
 /// hang + a 300 ms background apply: a 4 s settle window covers it.
@@ -81,38 +34,6 @@ fn run_args(fleet: &Path, rate: u32) -> Vec<String> {
     ];
     v.extend(FAST.iter().map(|s| s.to_string()));
     v
-}
-
-fn output(mut c: Command) -> Output {
-    c.output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            use std::os::unix::process::ExitStatusExt;
-            return s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
-        }
-        assert!(start.elapsed() < limit, "process did not exit in {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn report_json(env: &Env) -> serde_json::Value {
-    let mut c = env.cmd(SECRET_KEY);
-    c.args(["report", "--format", "json"]);
-    let o = output(c);
-    assert!(o.status.success(), "{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 #[test]

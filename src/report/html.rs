@@ -176,7 +176,7 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
         .collect();
     let _ = write!(
         h,
-        "<p>{n} ambiguous answer(s) to OpenDBInstanceEncryption were each verified with a DescribeDBInstanceInfo read, taken after the attempt could no longer be in flight, before anything was re-sent{}</p>",
+        "<p>{n} ambiguous answer(s) to OpenDBInstanceEncryption were each verified with DescribeDBInstanceInfo before anything was re-sent: a YES at any time ended the attempt, and a NO counted only once the attempt had settled (--settle after it was sent, the longest the server may still work on a call after the client gave up; after a restart, a fresh window), never an answer other than exactly YES or NO{}</p>",
         if codes.is_empty() { ".".to_string() } else { format!(": {}.", codes.join(", ")) }
     );
 

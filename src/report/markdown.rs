@@ -42,7 +42,7 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
     let n: u64 = ambiguous.iter().map(|(_, n)| n).sum();
     writeln!(
         out,
-        "\n{n} ambiguous answer(s) to OpenDBInstanceEncryption were each verified with a DescribeDBInstanceInfo read, taken after the attempt could no longer be in flight, before anything was re-sent{}",
+        "\n{n} ambiguous answer(s) to OpenDBInstanceEncryption were each verified with DescribeDBInstanceInfo before anything was re-sent: a YES at any time ended the attempt, and a NO counted only once the attempt had settled (--settle after it was sent, the longest the server may still work on a call after the client gave up; after a restart, a fresh window), never an answer other than exactly YES or NO{}",
         if n == 0 { ".".to_string() } else {
             format!(": {}.", ambiguous.iter().map(|(c, n)| format!("`{}` x{n}", cell(c))).collect::<Vec<_>>().join(", "))
         }

@@ -2,8 +2,10 @@
 //! test cannot distort the server's arrival times), and fleet builders.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fleetcrypt::emulator::{Emulator, EmulatorConfig, GroundTruth, World};
 use fleetcrypt::input::InstanceSpec;
@@ -113,3 +115,84 @@ pub fn fast_config(rate: u32) -> EmulatorConfig {
     c.hang_for = Duration::from_secs(3);
     c
 }
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fleetcrypt");
+
+/// A scratch directory (HOME, journal) and an endpoint for the real binary.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Env {
+    pub fn new(url: &str) -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            url: url.to_string(),
+        }
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.dir.path().join("fleet.db")
+    }
+    pub fn cmd(&self, key: &str) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", key)
+            .arg("--journal")
+            .arg(self.journal())
+            .arg("--endpoint")
+            .arg(&self.url)
+            .stdin(Stdio::null());
+        c
+    }
+    pub fn write_fleet(&self, world: &World) -> PathBuf {
+        let path = self.dir.path().join("fleet.csv");
+        let mut s = String::from("InstanceId,Region,Name\n");
+        for spec in specs_of(world) {
+            s.push_str(&format!(
+                "{},{},{}\n",
+                spec.id,
+                spec.region,
+                spec.label("name").unwrap()
+            ));
+        }
+        std::fs::write(&path, s).unwrap();
+        path
+    }
+}
+
+pub fn output(mut c: Command) -> Output {
+    c.output().unwrap()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            use std::os::unix::process::ExitStatusExt;
+            return s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
+        }
+        assert!(start.elapsed() < limit, "process did not exit in {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn report_json(env: &Env) -> serde_json::Value {
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(["report", "--format", "json"]);
+    let o = output(c);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
