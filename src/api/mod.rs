@@ -8,8 +8,9 @@ pub mod credentials;
 pub mod endpoint;
 pub mod kms;
 pub mod sign;
+mod transport;
 
 pub use classify::{classify, CallKind, Failure, Outcome};
-pub use client::{Answer, Called, Client, ClientOptions};
+pub use client::{Answer, Called, Client, ClientOptions, Gate};
 pub use credentials::{Credentials, Secret};
 pub use endpoint::{Endpoint, EndpointPolicy, Service};
