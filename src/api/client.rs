@@ -1,10 +1,20 @@
 //! The signed HTTP client. It sends one call and reports exactly what happened;
 //! it does not retry (retry policy lives in the runner, where the journal is).
+//!
+//! Every call takes one path: a ready connection (see `transport`), then the
+//! optional [`Gate`], then the signature with a fresh timestamp, then the send
+//! stamp, then the request on the wire. So a limiter behind the gate paces the
+//! requests as the server sees them arrive, not as tasks were spawned.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::Full;
+use hyper::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::{Method, Request, Uri};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -13,9 +23,19 @@ use super::classify::Failure;
 use super::credentials::Credentials;
 use super::endpoint::{Endpoint, Service};
 use super::sign;
+use super::transport::{exchange, Target, Transport};
 
 /// Sent as `X-TC-RequestClient` (must match `^[0-9a-zA-Z-_,;.]+$`).
 pub const REQUEST_CLIENT: &str = concat!("fleetcrypt-", env!("CARGO_PKG_VERSION"));
+
+/// Test knob (fault injection): when set to an integer D, every *new* connection
+/// waits a uniformly random 0..=D milliseconds after its TCP connect and before it
+/// counts as ready, as a slow network's connection set-up would. Read once, by
+/// [`Client::new`], when [`ClientOptions::connect_delay_max`] is `None`.
+pub const CONNECT_DELAY_ENV: &str = "FLEETCRYPT_FAULT_CONNECT_DELAY_MS";
+
+/// The longest a connection may take to open (DNS, TCP, TLS), whatever the timeout.
+const CONNECT_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -28,12 +48,17 @@ pub enum ClientError {
 /// Options of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Total time for one request, connect to last body byte.
+    /// Time for one request from the moment it is written to its last body byte
+    /// (expired: `NoAnswer`). Opening a connection has its own bound,
+    /// `min(timeout, 10 s)` (expired: `NotSent`); waiting at a [`Gate`] counts for neither.
     pub timeout: Duration,
     /// `--resolve NAME:PORT:ADDR` pins.
     pub resolve: Vec<(String, SocketAddr)>,
-    /// Upper bound on idle pooled connections per host.
+    /// Upper bound on idle pooled connections per (scheme, host, port).
     pub pool_max_idle_per_host: usize,
+    /// Test knob: every new connection waits a uniformly random `0..=max` after its TCP
+    /// connect before it counts as ready. `None`: [`CONNECT_DELAY_ENV`] decides.
+    pub connect_delay_max: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -42,6 +67,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(15),
             resolve: Vec::new(),
             pool_max_idle_per_host: 512,
+            connect_delay_max: None,
         }
     }
 }
@@ -49,7 +75,7 @@ impl Default for ClientOptions {
 /// Admits a request onto the wire. The client calls it once a connection to the
 /// endpoint is open and ready, and writes the request as soon as it returns.
 pub trait Gate: Send + Sync {
-    fn admit(&self) -> futures::future::BoxFuture<'_, ()>;
+    fn admit(&self) -> BoxFuture<'_, ()>;
 }
 
 /// The outcome of one call, with the timing the journal and the limiter need.
@@ -57,8 +83,10 @@ pub trait Gate: Send + Sync {
 pub struct Called<T> {
     /// Wall-clock send time, Unix milliseconds (for the audit).
     pub sent_at_ms: i64,
-    /// Monotonic send time (for every safety decision).
+    /// Monotonic send time: taken after the gate admitted the request and it was
+    /// signed, right before it is written. For `NotSent`, the moment of the failure.
     pub sent_at: Instant,
+    /// From `sent_at` to the answer (zero for `NotSent`).
     pub latency: Duration,
     pub result: Result<T, Failure>,
 }
@@ -73,7 +101,7 @@ pub struct Answer<T> {
 /// A signed Tencent Cloud API 3.0 client for one credential.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    transport: Arc<Transport>,
     credentials: Arc<Credentials>,
     timeout: Duration,
 }
@@ -84,23 +112,46 @@ pub fn unix_ms(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// Reads the [`CONNECT_DELAY_ENV`] value: unset, empty or 0 means no delay.
+fn connect_delay_from(value: Option<&str>) -> Result<Option<Duration>, ClientError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let ms: u64 = v.parse().map_err(|_| {
+        ClientError::Build(format!(
+            "{CONNECT_DELAY_ENV}={v:?} is not a whole number of milliseconds"
+        ))
+    })?;
+    Ok((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+fn not_sent<T>(message: String) -> Called<T> {
+    Called {
+        sent_at_ms: unix_ms(SystemTime::now()),
+        sent_at: Instant::now(),
+        latency: Duration::ZERO,
+        result: Err(Failure::NotSent(message)),
+    }
+}
+
+fn header_value(name: &str, value: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(value).map_err(|_| format!("invalid {name} header value {value:?}"))
+}
+
 impl Client {
     pub fn new(credentials: Credentials, options: &ClientOptions) -> Result<Client, ClientError> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(options.pool_max_idle_per_host)
-            .user_agent(REQUEST_CLIENT)
-            // Local emulator traffic must not go through a proxy from the environment.
-            .no_proxy();
-        for (name, addr) in &options.resolve {
-            builder = builder.resolve(name, *addr);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::Build(e.to_string()))?;
+        let connect_delay_max = match options.connect_delay_max {
+            Some(d) => Some(d).filter(|d| !d.is_zero()),
+            None => connect_delay_from(std::env::var(CONNECT_DELAY_ENV).ok().as_deref())?,
+        };
+        let transport = Transport::new(
+            &options.resolve,
+            options.pool_max_idle_per_host,
+            connect_delay_max,
+        )
+        .map_err(ClientError::Build)?;
         Ok(Client {
-            http,
+            transport: Arc::new(transport),
             credentials: Arc::new(credentials),
             timeout: options.timeout,
         })
@@ -114,6 +165,11 @@ impl Client {
         self.timeout
     }
 
+    /// New connections opened so far (by this client and its clones).
+    pub fn connections_opened(&self) -> u64 {
+        self.transport.opened()
+    }
+
     /// One signed POST with `params` as the JSON body, signed with a fresh timestamp.
     pub async fn call_raw(
         &self,
@@ -124,13 +180,14 @@ impl Client {
         params: &Value,
     ) -> Called<Answer<Value>> {
         let body = serde_json::to_vec(params).expect("a JSON value always serialises");
-        self.send(
+        self.send_inner(
             endpoint,
             service.name(),
             service.version(),
             action,
             region,
             body,
+            None,
         )
         .await
     }
@@ -144,25 +201,47 @@ impl Client {
         region: Option<&str>,
         req: &Q,
     ) -> Called<Answer<R>> {
+        self.call_inner(endpoint, service, action, region, req, None)
+            .await
+    }
+
+    /// As [`Client::call`], but the request leaves only once `gate` admits it, which
+    /// it is asked to do once a connection is open and ready (see [`Gate`]).
+    pub async fn call_gated<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        service: Service,
+        action: &str,
+        region: Option<&str>,
+        req: &Q,
+        gate: &dyn Gate,
+    ) -> Called<Answer<R>> {
+        self.call_inner(endpoint, service, action, region, req, Some(gate))
+            .await
+    }
+
+    async fn call_inner<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        service: Service,
+        action: &str,
+        region: Option<&str>,
+        req: &Q,
+        gate: Option<&dyn Gate>,
+    ) -> Called<Answer<R>> {
         let body = match serde_json::to_vec(req) {
             Ok(b) => b,
-            Err(e) => {
-                return Called {
-                    sent_at_ms: unix_ms(SystemTime::now()),
-                    sent_at: Instant::now(),
-                    latency: Duration::ZERO,
-                    result: Err(Failure::NotSent(format!("cannot encode request: {e}"))),
-                }
-            }
+            Err(e) => return not_sent(format!("cannot encode request: {e}")),
         };
         let called = self
-            .send(
+            .send_inner(
                 endpoint,
                 service.name(),
                 service.version(),
                 action,
                 region,
                 body,
+                gate,
             )
             .await;
         let Called {
@@ -187,20 +266,6 @@ impl Client {
         }
     }
 
-    /// `call`, with the request admitted onto the wire by `gate`.
-    pub async fn call_gated<Q: Serialize, R: DeserializeOwned>(
-        &self,
-        endpoint: &Endpoint,
-        service: Service,
-        action: &str,
-        region: Option<&str>,
-        req: &Q,
-        gate: &dyn Gate,
-    ) -> Called<Answer<R>> {
-        gate.admit().await;
-        self.call(endpoint, service, action, region, req).await
-    }
-
     /// Signs and sends; `version` lets `fleetcrypt call` reach other products.
     pub async fn send(
         &self,
@@ -211,8 +276,105 @@ impl Client {
         region: Option<&str>,
         body: Vec<u8>,
     ) -> Called<Answer<Value>> {
-        let now = SystemTime::now();
-        let timestamp = now
+        self.send_inner(endpoint, service, version, action, region, body, None)
+            .await
+    }
+
+    /// The headers that do not depend on the send time.
+    fn fixed_headers(
+        &self,
+        endpoint: &Endpoint,
+        version: &str,
+        action: &str,
+        region: Option<&str>,
+        body_len: usize,
+    ) -> Result<HeaderMap, String> {
+        let mut h = HeaderMap::new();
+        // Exactly the Host that is signed (the authority, port only when not the default).
+        h.insert(header::HOST, header_value("Host", &endpoint.host)?);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            HeaderName::from_static("x-tc-action"),
+            header_value("X-TC-Action", action)?,
+        );
+        h.insert(
+            HeaderName::from_static("x-tc-version"),
+            header_value("X-TC-Version", version)?,
+        );
+        h.insert(
+            HeaderName::from_static("x-tc-language"),
+            HeaderValue::from_static("en-US"),
+        );
+        h.insert(
+            HeaderName::from_static("x-tc-requestclient"),
+            HeaderValue::from_static(REQUEST_CLIENT),
+        );
+        if let Some(region) = region.filter(|r| !r.is_empty()) {
+            h.insert(
+                HeaderName::from_static("x-tc-region"),
+                header_value("X-TC-Region", region)?,
+            );
+        }
+        if let Some(token) = &self.credentials.token {
+            let mut v = HeaderValue::from_str(token.expose())
+                .map_err(|_| "the session token is not a valid header value".to_string())?;
+            v.set_sensitive(true);
+            h.insert(HeaderName::from_static("x-tc-token"), v);
+        }
+        h.insert(header::USER_AGENT, HeaderValue::from_static(REQUEST_CLIENT));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+        Ok(h)
+    }
+
+    /// The one path every call takes: a ready connection, the gate, a signature with a
+    /// fresh timestamp, the stamp, the exchange. Never retries.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_inner(
+        &self,
+        endpoint: &Endpoint,
+        service: &str,
+        version: &str,
+        action: &str,
+        region: Option<&str>,
+        body: Vec<u8>,
+        gate: Option<&dyn Gate>,
+    ) -> Called<Answer<Value>> {
+        // Everything that can fail without the network, before a connection or the gate.
+        let target = match Target::parse(&endpoint.url) {
+            Ok(t) => t,
+            Err(e) => return not_sent(e),
+        };
+        let uri: Uri = match target.path_and_query.parse() {
+            Ok(u) => u,
+            Err(e) => return not_sent(format!("invalid request path: {e}")),
+        };
+        let mut headers = match self.fixed_headers(endpoint, version, action, region, body.len()) {
+            Ok(h) => h,
+            Err(e) => return not_sent(e),
+        };
+
+        let limit = self.timeout.min(CONNECT_LIMIT);
+        let mut conn = match tokio::time::timeout(limit, self.transport.connect(&target)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return not_sent(e),
+            Err(_) => {
+                return not_sent(format!(
+                    "no connection to {} within {limit:?}",
+                    endpoint.host
+                ))
+            }
+        };
+
+        if let Some(gate) = gate {
+            gate.admit().await;
+        }
+
+        let wall = SystemTime::now();
+        let timestamp = wall
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
@@ -226,67 +388,46 @@ impl Client {
             },
             self.credentials.secret_key.expose(),
         );
-        let mut req = self
-            .http
-            .post(endpoint.url.clone())
-            .header("Content-Type", "application/json")
-            .header("X-TC-Action", action)
-            .header("X-TC-Version", version)
-            .header("X-TC-Timestamp", timestamp.to_string())
-            .header("X-TC-Language", "en-US")
-            .header("X-TC-RequestClient", REQUEST_CLIENT)
-            .header(
-                "Authorization",
-                sign::authorization(&self.credentials.secret_id, &signed),
-            )
-            .body(body);
-        if let Some(region) = region.filter(|r| !r.is_empty()) {
-            req = req.header("X-TC-Region", region);
+        headers.insert(
+            HeaderName::from_static("x-tc-timestamp"),
+            HeaderValue::from(timestamp),
+        );
+        match HeaderValue::from_str(&sign::authorization(&self.credentials.secret_id, &signed)) {
+            Ok(mut v) => {
+                v.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, v);
+            }
+            Err(_) => return not_sent("the SecretId is not a valid header value".into()),
         }
-        if let Some(token) = &self.credentials.token {
-            req = req.header("X-TC-Token", token.expose());
-        }
-        let started = Instant::now();
-        let sent_at_ms = unix_ms(now);
-        let result = match req.send().await {
-            Err(e) => Err(transport_failure(&e)),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                match resp.bytes().await {
-                    Err(e) => Err(transport_failure(&e)),
-                    Ok(bytes) => parse_envelope(status, &bytes),
-                }
+        let mut req = Request::new(Full::new(Bytes::from(body)));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+
+        let sent_at = Instant::now();
+        let sent_at_ms = unix_ms(SystemTime::now());
+        let outcome = tokio::time::timeout(self.timeout, exchange(&mut conn, req)).await;
+        let latency = sent_at.elapsed();
+        let result = match outcome {
+            Err(_) => Err(Failure::NoAnswer(format!(
+                "no complete answer within {:?}",
+                self.timeout
+            ))),
+            Ok(Err(Failure::NotSent(m))) => return not_sent(m),
+            Ok(Err(f)) => Err(f),
+            Ok(Ok((status, bytes))) => {
+                // The exchange is complete: the connection may serve the next request.
+                self.transport.checkin(conn);
+                parse_envelope(status, &bytes)
             }
         };
         Called {
             sent_at_ms,
-            sent_at: started,
-            latency: started.elapsed(),
+            sent_at,
+            latency,
             result,
         }
     }
-}
-
-/// Sorts a reqwest error into "never sent" and "sent, no answer".
-fn transport_failure(e: &reqwest::Error) -> Failure {
-    // The reqwest error text includes the URL but never headers, so it carries no secret.
-    let text = error_chain(e);
-    if e.is_connect() || e.is_builder() {
-        Failure::NotSent(text)
-    } else {
-        Failure::NoAnswer(text)
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn excerpt(bytes: &[u8]) -> String {
@@ -361,6 +502,47 @@ pub fn parse_envelope(status: u16, bytes: &[u8]) -> Result<Answer<Value>, Failur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_delay_knob() {
+        assert!(connect_delay_from(None).unwrap().is_none());
+        assert!(connect_delay_from(Some("")).unwrap().is_none());
+        assert!(connect_delay_from(Some("0")).unwrap().is_none());
+        assert_eq!(
+            connect_delay_from(Some(" 400 ")).unwrap(),
+            Some(Duration::from_millis(400))
+        );
+        let e = connect_delay_from(Some("0.4s")).unwrap_err().to_string();
+        assert!(e.contains(CONNECT_DELAY_ENV), "{e}");
+    }
+
+    #[test]
+    fn fixed_headers_are_the_signed_host_and_no_time() {
+        let c = Client::new(
+            Credentials::new("AKIDx", "key"),
+            &ClientOptions {
+                connect_delay_max: Some(Duration::ZERO),
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap();
+        let ep = Endpoint::parse("http://cdb.ap-x.test:8080/").unwrap();
+        let h = c
+            .fixed_headers(&ep, "2017-03-20", "DescribeDBInstanceInfo", Some(""), 2)
+            .unwrap();
+        assert_eq!(h["host"], "cdb.ap-x.test:8080");
+        assert_eq!(h["content-length"], "2");
+        assert_eq!(h["x-tc-requestclient"], REQUEST_CLIENT);
+        assert!(
+            h.get("x-tc-region").is_none(),
+            "an empty region is not sent"
+        );
+        assert!(h.get("x-tc-timestamp").is_none() && h.get("authorization").is_none());
+        let e = c
+            .fixed_headers(&ep, "2017-03-20", "Bad\nAction", None, 2)
+            .unwrap_err();
+        assert!(e.contains("X-TC-Action"), "{e}");
+    }
 
     #[test]
     fn envelope_error_under_any_status() {

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod kms;
 pub mod sign;
+mod transport;
 
 pub use classify::{classify, CallKind, Failure, Outcome};
 pub use client::{Answer, Called, Client, ClientOptions, Gate};

@@ -102,6 +102,7 @@ pub(super) fn client(
             timeout,
             resolve,
             pool_max_idle_per_host: pool.max(16),
+            connect_delay_max: None,
         },
     )
     .map_err(|e| {
