@@ -68,26 +68,50 @@ pub struct EmulatorArgs {
     /// No latency at all.
     #[arg(long)]
     pub instant: bool,
-    /// Fault probability: NAME=P, e.g. internal-applied=0.05 (repeatable).
+    /// Fault probability: NAME=P, e.g. internal-applied=0.05 (repeatable). Open
+    /// faults: internal-applied (InternalError, applied in the background within
+    /// --apply-within), internal, kms-error, bad-gateway, reset-applied, reset,
+    /// hang-applied (hangs --hang-for, applied at the start), hang (nothing
+    /// applied), hang-late (hangs --hang-for and applies at the END of the hang,
+    /// after the client gave up, then answers InternalError), malformed.
+    /// Describe: describe-internal.
     #[arg(long, value_name = "NAME=P")]
     pub fault: Vec<String>,
-    /// Spread this total probability over every fault.
+    /// Spread this total probability evenly over every Open fault (hang-late
+    /// included), plus a quarter of it on describe-internal.
     #[arg(long)]
     pub faults_mixed: Option<f64>,
+    /// The backend's timing (boxed: keeps the `Command` enum small).
+    #[command(flatten)]
+    pub timing: Box<TimingArgs>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// The backend's timing knobs, all scaled by `--time-scale`.
+#[derive(Debug, Clone, Args)]
+pub struct TimingArgs {
     /// Delay before Encryption reads YES after being applied.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub propagation: Duration,
+    /// For this long after an instance's encryption is applied,
+    /// DescribeDBInstanceInfo answers "Encryption": "" (neither YES nor NO);
+    /// then the usual rule (YES once --propagation has passed, NO before).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DUR")]
+    pub blank_after_apply: Duration,
     /// Faults that apply in the background do so within this long.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub apply_within: Duration,
-    /// How long a hung call holds its connection.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// How long a hung call holds its connection (after its latency). 20s is
+    /// past the client's default 15s timeout, while the worst case (Open
+    /// latency up to 10s, plus the hang) stays under its default 60s settle
+    /// window, so a careful client can still be safe against hang-late.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub hang_for: Duration,
-    /// Multiply every latency and delay (0.1 = ten times faster).
+    /// Multiply every latency and delay (0.1 = ten times faster), including
+    /// --propagation, --blank-after-apply, --apply-within and --hang-for.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
 }
 
 fn parse_kv(s: &str) -> Result<(&str, &str), String> {
@@ -97,9 +121,10 @@ fn parse_kv(s: &str) -> Result<(&str, &str), String> {
 
 fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
     let mut c = EmulatorConfig {
-        propagation: args.propagation,
-        apply_within: args.apply_within,
-        hang_for: args.hang_for,
+        propagation: args.timing.propagation,
+        blank_after_apply: args.timing.blank_after_apply,
+        apply_within: args.timing.apply_within,
+        hang_for: args.timing.hang_for,
         seed: args.seed,
         ..EmulatorConfig::default()
     };
@@ -157,8 +182,8 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
         ),
     };
     c.credentials = vec![(id, key)];
-    if args.time_scale != 1.0 {
-        c = c.time_scaled(args.time_scale);
+    if args.timing.time_scale != 1.0 {
+        c = c.time_scaled(args.timing.time_scale);
     }
     Ok((c, generated))
 }
@@ -223,4 +248,42 @@ pub async fn run(args: EmulatorArgs) -> u8 {
     let _ = tokio::signal::ctrl_c().await;
     emu.stop();
     exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EmulatorArgs,
+    }
+
+    fn config_of(argv: &[&str]) -> EmulatorConfig {
+        let cli =
+            Cli::try_parse_from(std::iter::once("emulator").chain(argv.iter().copied())).unwrap();
+        config(&cli.args).unwrap().0
+    }
+
+    #[test]
+    fn new_knobs_parse_and_scale() {
+        let c = config_of(&[]);
+        assert_eq!(c.hang_for, Duration::from_secs(20));
+        assert_eq!(c.blank_after_apply, Duration::ZERO);
+        let c = config_of(&[
+            "--blank-after-apply",
+            "3s",
+            "--fault",
+            "hang-late=0.25",
+            "--time-scale",
+            "0.5",
+        ]);
+        assert_eq!(c.blank_after_apply, Duration::from_millis(1500));
+        assert_eq!(c.hang_for, Duration::from_secs(10));
+        assert_eq!(c.faults.hang_late, 0.25);
+        let c = config_of(&["--faults-mixed", "0.1"]);
+        assert!(c.faults.hang_late > 0.0);
+    }
 }

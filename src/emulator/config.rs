@@ -48,10 +48,16 @@ pub struct Faults {
     pub reset_applied: f64,
     /// The connection is dropped mid-answer, nothing applied.
     pub reset: f64,
-    /// The call hangs past the client's timeout; applied meanwhile.
+    /// The call hangs past the client's timeout; applied at the start of the hang.
     pub hang_applied: f64,
     /// The call hangs past the client's timeout; nothing applied.
     pub hang: f64,
+    /// The call hangs past the client's timeout and the backend applies the
+    /// encryption at the *end* of the hang, long after the client gave up, then
+    /// answers `InternalError` to whoever is still listening. A client that
+    /// re-sends after a `NO` read taken during the hang sends a second Open on
+    /// an instance that is about to be encrypted.
+    pub hang_late: f64,
     /// HTTP 200 with a truncated JSON body; applied.
     pub malformed: f64,
     /// `DescribeDBInstanceInfo` answers `InternalError`.
@@ -59,6 +65,9 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// How many faults `open_total` adds up (the ones drawn on an Open).
+    pub const OPEN_FAULTS: usize = 10;
+
     /// Sets a fault by its command-line name (`internal-applied=0.05`).
     pub fn set(&mut self, name: &str, p: f64) -> Result<(), String> {
         if !(0.0..=1.0).contains(&p) {
@@ -73,17 +82,19 @@ impl Faults {
             "reset" => &mut self.reset,
             "hang-applied" => &mut self.hang_applied,
             "hang" => &mut self.hang,
+            "hang-late" => &mut self.hang_late,
             "malformed" => &mut self.malformed,
             "describe-internal" => &mut self.describe_internal,
-            _ => return Err(format!("unknown fault {name:?}; known: internal-applied, internal, kms-error, bad-gateway, reset-applied, reset, hang-applied, hang, malformed, describe-internal")),
+            _ => return Err(format!("unknown fault {name:?}; known: internal-applied, internal, kms-error, bad-gateway, reset-applied, reset, hang-applied, hang, hang-late, malformed, describe-internal")),
         };
         *slot = p;
         Ok(())
     }
 
-    /// Spreads a total probability evenly over the Open faults, plus the same on Describe.
+    /// Spreads a total probability evenly over the Open faults (`open_total()`
+    /// equals `total`), and a quarter of it on Describe.
     pub fn mixed(total: f64) -> Self {
-        let each = total / 9.0;
+        let each = total / Self::OPEN_FAULTS as f64;
         Faults {
             internal_applied: each,
             internal: each,
@@ -93,6 +104,7 @@ impl Faults {
             reset: each,
             hang_applied: each,
             hang: each,
+            hang_late: each,
             malformed: each,
             describe_internal: total / 4.0,
         }
@@ -107,6 +119,7 @@ impl Faults {
             + self.reset
             + self.hang_applied
             + self.hang
+            + self.hang_late
             + self.malformed
     }
 }
@@ -123,9 +136,19 @@ pub struct EmulatorConfig {
     pub faults: Faults,
     /// Delay between the encryption being applied and `Encryption` reading `YES`.
     pub propagation: Duration,
+    /// For this long after an instance's encryption is applied,
+    /// `DescribeDBInstanceInfo` answers `"Encryption": ""` (neither YES nor NO);
+    /// afterwards the normal rule (`YES` once `propagation` has passed, `NO`
+    /// before). Zero (the default) turns it off.
+    pub blank_after_apply: Duration,
     /// For faults that apply in the background: applied within this long after the answer.
     pub apply_within: Duration,
-    /// How long a hung call holds the connection before dropping it.
+    /// How long a hung call holds the connection before answering (after its
+    /// latency). Default 20 s: a hang must outlast the client's default 15 s
+    /// timeout to be a hang at all, yet the server's worst case (Open latency up
+    /// to 10 s, plus the hang) must stay under the client's default 60 s settle
+    /// window; with a longer hang a `hang-late` call could apply after every
+    /// `NO` a client may trust, and no client could be safe.
     pub hang_for: Duration,
     /// Largest accepted |timestamp - now| (Tencent: 5 minutes).
     pub max_skew: Duration,
@@ -170,8 +193,9 @@ impl Default for EmulatorConfig {
             latency,
             faults: Faults::default(),
             propagation: Duration::ZERO,
+            blank_after_apply: Duration::ZERO,
             apply_within: Duration::from_secs(2),
-            hang_for: Duration::from_secs(60),
+            hang_for: Duration::from_secs(20),
             max_skew: Duration::from_secs(300),
             seed: 42,
         }
@@ -185,7 +209,8 @@ impl EmulatorConfig {
         self
     }
 
-    /// Multiplies every latency, the background-apply window and the hang time.
+    /// Multiplies every latency, the background-apply window, the hang time,
+    /// the propagation delay and the blank-after-apply period.
     pub fn time_scaled(mut self, f: f64) -> Self {
         for l in self.latency.values_mut() {
             *l = l.scaled(f);
@@ -193,6 +218,47 @@ impl EmulatorConfig {
         self.apply_within = self.apply_within.mul_f64(f);
         self.hang_for = self.hang_for.mul_f64(f);
         self.propagation = self.propagation.mul_f64(f);
+        self.blank_after_apply = self.blank_after_apply.mul_f64(f);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_spreads_the_total_over_every_open_fault() {
+        let f = Faults::mixed(0.2);
+        assert!((f.open_total() - 0.2).abs() < 1e-12, "{}", f.open_total());
+        assert!((f.hang_late - 0.02).abs() < 1e-12);
+        assert_eq!(f.hang_late, f.internal_applied);
+        let mut g = Faults::default();
+        g.set("hang-late", 0.5).unwrap();
+        assert_eq!(g.hang_late, 0.5);
+        assert!(g.set("hang-late", 1.5).is_err());
+        assert!(g.set("nope", 0.1).unwrap_err().contains("hang-late"));
+    }
+
+    #[test]
+    fn hang_defaults_fit_between_the_client_timeout_and_its_settle_window() {
+        let c = EmulatorConfig::default();
+        let open = c.latency[OPEN_DB_INSTANCE_ENCRYPTION];
+        assert!(
+            c.hang_for > Duration::from_secs(15),
+            "past the 15 s timeout"
+        );
+        assert!(
+            open.max + c.hang_for < Duration::from_secs(60),
+            "worst case under the 60 s settle window"
+        );
+        assert_eq!(c.blank_after_apply, Duration::ZERO);
+        let s = EmulatorConfig {
+            blank_after_apply: Duration::from_secs(4),
+            ..EmulatorConfig::default()
+        }
+        .time_scaled(0.5);
+        assert_eq!(s.blank_after_apply, Duration::from_secs(2));
+        assert_eq!(s.hang_for, Duration::from_secs(10));
     }
 }

@@ -140,6 +140,7 @@ impl Shared {
                             open_calls: i.open_calls,
                             open_calls_when_encrypted: i.open_calls_when_encrypted,
                             blind_open_calls: i.blind_open_calls,
+                            overlapping_open_calls: i.overlapping_open_calls,
                         },
                     )
                 })
@@ -294,9 +295,35 @@ enum OpenPlan {
     Answer(Response),
     InternalApplied,
     BadGateway,
-    Reset { apply: bool },
-    Hang { apply: bool },
+    Reset {
+        apply: bool,
+    },
+    /// Hangs for `hang_for`; `apply` applies at the start of the hang.
+    Hang {
+        apply: bool,
+    },
+    /// Hangs for `hang_for`, applies at the end of it, then answers InternalError.
+    HangLate,
     Malformed,
+}
+
+/// One accepted Open still being worked on: counted in the instance's
+/// `opens_in_progress` from `decide_open` until this is dropped (when the answer
+/// is produced, or after the background apply of `InternalApplied`). Dropping
+/// also covers a worker that panics or a runtime that shuts down mid-call.
+struct InProgress {
+    shared: Arc<Shared>,
+    id: String,
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.shared.inner.lock() {
+            if let Some(inst) = inner.world.instances.get_mut(&self.id) {
+                inst.opens_in_progress = inst.opens_in_progress.saturating_sub(1);
+            }
+        }
+    }
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -380,8 +407,14 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         }
         // Like the real service, the call goes on when the client goes away (a killed
         // client, a timeout): it runs in its own task and finishes regardless.
+        // `decide_open` counted it in progress; the guard, made before any await,
+        // uncounts it when the work is done.
         Decided::Open { id, plan } => {
-            match tokio::spawn(act_open(shared, id, plan, latency)).await {
+            let guard = InProgress {
+                shared: shared.clone(),
+                id: id.clone(),
+            };
+            match tokio::spawn(act_open(shared, id, plan, latency, guard)).await {
                 Ok(resp) => resp,
                 Err(_) => error("InternalError", "The emulator's worker failed."),
             }
@@ -451,15 +484,17 @@ fn decide(
                 Ok(i) => i,
                 Err(r) => return Decided::Now(r),
             };
-            let visible = inst.encryption_visible(now);
-            if !visible && inst.pending_apply == 0 {
-                // A NO read taken after the last Open fully settled: re-sending is safe now.
+            let reading = inst.encryption_reading(now);
+            let visible = reading == "YES";
+            if reading == "NO" && inst.pending_apply == 0 && inst.opens_in_progress == 0 {
+                // A NO read taken after the last Open fully settled (nothing still
+                // working on it, nothing left to apply): re-sending is safe now.
                 inst.no_read_since_last_open = true;
             }
             let resp = DescribeDBInstanceInfoResponse {
                 instance_id: inst.id.clone(),
                 instance_name: Some(inst.name.clone()),
-                encryption: if visible { "YES" } else { "NO" }.into(),
+                encryption: reading.into(),
                 key_id: if visible { inst.key_id.clone() } else { None },
                 key_region: if visible {
                     inst.key_region.clone()
@@ -565,6 +600,9 @@ fn decide_open(shared: &Shared, inner: &mut Inner, params: &Value, region: &str)
     if inst.open_calls > 0 && !inst.no_read_since_last_open {
         inst.blind_open_calls += 1;
     }
+    if inst.opens_in_progress > 0 {
+        inst.overlapping_open_calls += 1;
+    }
     inst.open_calls += 1;
     inst.no_read_since_last_open = false;
     if inst.encrypted {
@@ -623,6 +661,8 @@ fn decide_open(shared: &Shared, inner: &mut Inner, params: &Value, region: &str)
         OpenPlan::Hang { apply: true }
     } else if pick(faults.hang) {
         OpenPlan::Hang { apply: false }
+    } else if pick(faults.hang_late) {
+        OpenPlan::HangLate
     } else if pick(faults.malformed) {
         OpenPlan::Malformed
     } else {
@@ -634,11 +674,14 @@ fn decide_open(shared: &Shared, inner: &mut Inner, params: &Value, region: &str)
             | OpenPlan::InternalApplied
             | OpenPlan::Reset { apply: true }
             | OpenPlan::Hang { apply: true }
+            | OpenPlan::HangLate
             | OpenPlan::Malformed
     );
     if applies {
         inst.pending_apply += 1;
     }
+    // Accepted: being worked on until `act_open` is done (see `InProgress`).
+    inst.opens_in_progress += 1;
     Decided::Open { id, plan }
 }
 
@@ -646,14 +689,21 @@ fn apply(shared: &Shared, id: &str) {
     let mut inner = shared.inner.lock().unwrap();
     if let Some(inst) = inner.world.instances.get_mut(id) {
         inst.pending_apply = inst.pending_apply.saturating_sub(1);
-        if !inst.encrypted {
-            inst.encrypted = true;
-            inst.visible_at = Some(Instant::now() + shared.config.propagation);
-        }
+        inst.apply_encryption(
+            Instant::now(),
+            shared.config.propagation,
+            shared.config.blank_after_apply,
+        );
     }
 }
 
-async fn act_open(shared: Arc<Shared>, id: String, plan: OpenPlan, latency: Duration) -> Response {
+async fn act_open(
+    shared: Arc<Shared>,
+    id: String,
+    plan: OpenPlan,
+    latency: Duration,
+    in_progress: InProgress,
+) -> Response {
     tokio::time::sleep(latency).await;
     match plan {
         OpenPlan::Answer(r) => r,
@@ -672,9 +722,11 @@ async fn act_open(shared: Arc<Shared>, id: String, plan: OpenPlan, latency: Dura
                 }
             };
             let bg = shared.clone();
+            // Still being worked on until the background apply is done.
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 apply(&bg, &id);
+                drop(in_progress);
             });
             error(
                 "InternalError.HttpRequestError",
@@ -708,6 +760,14 @@ async fn act_open(shared: Arc<Shared>, id: String, plan: OpenPlan, latency: Dura
             }
             tokio::time::sleep(shared.config.hang_for).await;
             error("InternalError", "Hung call finally answered.")
+        }
+        OpenPlan::HangLate => {
+            tokio::time::sleep(shared.config.hang_for).await;
+            apply(&shared, &id);
+            error(
+                "InternalError",
+                "Hung call finally answered (applied at the end of the hang).",
+            )
         }
         OpenPlan::Malformed => {
             apply(&shared, &id);

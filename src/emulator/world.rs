@@ -2,7 +2,7 @@
 //! done to them, which tests compare with the journal.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -29,6 +29,8 @@ pub struct Instance {
     pub encrypted: bool,
     /// When `Encryption` starts reading `YES` (propagation delay).
     pub visible_at: Option<Instant>,
+    /// Until when `Encryption` reads `""` after the apply (`blank_after_apply`).
+    pub blank_until: Option<Instant>,
     pub key_id: Option<String>,
     pub key_region: Option<String>,
     /// Open calls that reached the instance (past auth and rate limit).
@@ -38,9 +40,16 @@ pub struct Instance {
     /// Open calls that arrived with no `NO` read in between, taken after the
     /// previous call was fully settled: the re-sends a careful client never makes.
     pub blind_open_calls: u32,
+    /// Open calls that arrived while an earlier Open for this instance was still
+    /// being worked on (see `opens_in_progress`).
+    pub overlapping_open_calls: u32,
+    /// Opens accepted and not finished: from their acceptance until their answer
+    /// is produced, including a hang and a pending background apply.
+    pub opens_in_progress: u32,
     /// Background applications scheduled and not yet done.
     pub pending_apply: u32,
-    /// Whether a settled NO was read since the last Open.
+    /// Whether a settled NO was read since the last Open: a `NO` taken while no
+    /// Open was in progress and no apply was pending.
     pub no_read_since_last_open: bool,
     /// For generated fleets: the custom key (id, region) the owner means to use.
     pub planned_key: Option<(String, String)>,
@@ -61,11 +70,14 @@ impl Instance {
             tags: Vec::new(),
             encrypted: false,
             visible_at: None,
+            blank_until: None,
             key_id: None,
             key_region: None,
             open_calls: 0,
             open_calls_when_encrypted: 0,
             blind_open_calls: 0,
+            overlapping_open_calls: 0,
+            opens_in_progress: 0,
             pending_apply: 0,
             no_read_since_last_open: true,
             planned_key: None,
@@ -81,6 +93,27 @@ impl Instance {
 
     pub fn encryption_visible(&self, now: Instant) -> bool {
         self.encrypted && self.visible_at.is_none_or(|t| now >= t)
+    }
+
+    /// What `DescribeDBInstanceInfo` says in `Encryption` at `now`: `""` during
+    /// the blank period after the apply, then `YES` once visible, `NO` before.
+    pub fn encryption_reading(&self, now: Instant) -> &'static str {
+        if self.encrypted && self.blank_until.is_some_and(|t| now < t) {
+            ""
+        } else if self.encryption_visible(now) {
+            "YES"
+        } else {
+            "NO"
+        }
+    }
+
+    /// Marks the encryption applied at `now` (idempotent: the first apply wins).
+    pub fn apply_encryption(&mut self, now: Instant, propagation: Duration, blank: Duration) {
+        if !self.encrypted {
+            self.encrypted = true;
+            self.visible_at = Some(now + propagation);
+            self.blank_until = (!blank.is_zero()).then(|| now + blank);
+        }
     }
 }
 
@@ -288,6 +321,9 @@ pub struct InstanceTruth {
     pub open_calls: u32,
     pub open_calls_when_encrypted: u32,
     pub blind_open_calls: u32,
+    /// Opens that arrived while an earlier Open for the same instance was still
+    /// being worked on (hanging, in latency, or with its apply pending).
+    pub overlapping_open_calls: u32,
 }
 
 /// Per-action counters.
@@ -325,11 +361,54 @@ impl GroundTruth {
             .map(|i| i.blind_open_calls as u64)
             .sum()
     }
+    pub fn total_overlapping_open_calls(&self) -> u64 {
+        self.instances
+            .values()
+            .map(|i| i.overlapping_open_calls as u64)
+            .sum()
+    }
+    pub fn total_open_calls_when_encrypted(&self) -> u64 {
+        self.instances
+            .values()
+            .map(|i| i.open_calls_when_encrypted as u64)
+            .sum()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_is_blank_then_follows_propagation() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut i = Instance::new("cdb-1", "ap-guangzhou");
+        assert_eq!(i.encryption_reading(t0), "NO");
+        // Blank shorter than propagation: "", then NO, then YES.
+        i.apply_encryption(t0, ms(500), ms(200));
+        assert_eq!(i.encryption_reading(t0 + ms(100)), "");
+        assert_eq!(i.encryption_reading(t0 + ms(300)), "NO");
+        assert_eq!(i.encryption_reading(t0 + ms(600)), "YES");
+        // A second apply changes nothing.
+        i.apply_encryption(t0 + ms(600), ms(500), ms(200));
+        assert_eq!(i.encryption_reading(t0 + ms(700)), "YES");
+        // Blank longer than propagation: "", then YES.
+        let mut j = Instance::new("cdb-2", "ap-guangzhou");
+        j.apply_encryption(t0, ms(100), ms(400));
+        assert_eq!(j.encryption_reading(t0 + ms(200)), "");
+        assert_eq!(j.encryption_reading(t0 + ms(500)), "YES");
+        // No blank period configured: never "".
+        let mut k = Instance::new("cdb-3", "ap-guangzhou");
+        k.apply_encryption(t0, Duration::ZERO, Duration::ZERO);
+        assert_eq!(k.encryption_reading(t0), "YES");
+        assert_eq!(
+            Instance::new("cdb-4", "ap-guangzhou")
+                .pre_encrypted()
+                .encryption_reading(t0),
+            "YES"
+        );
+    }
 
     #[test]
     fn generation_is_deterministic_and_respects_shares() {
