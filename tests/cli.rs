@@ -11,13 +11,13 @@ use common::*;
 use fleetcrypt::api::cdb::*;
 use fleetcrypt::emulator::{Faults, Generate, World};
 
-/// The emulator of `fast_config` works on an Open for at most 400 ms + a 3 s
-/// hang + a 300 ms background apply: a 4 s settle window covers it.
+/// The emulator of `fast_config` works on an Open for at most 400 ms + a 1.5 s
+/// hang: a 2.5 s settle window covers it.
 const FAST: &[&str] = &[
     "--timeout",
     "1s",
     "--settle",
-    "4s",
+    "2500ms",
     "--allow-short-settle",
     "--verify-deadline",
     "5s",
@@ -282,6 +282,14 @@ fn kill_9_at_random_moments_loses_nothing_and_resends_nothing_blind() {
         0,
         "an Open was re-sent without a settled NO read"
     );
+    assert_eq!(
+        (
+            truth.total_overlapping_open_calls(),
+            truth.total_open_calls_when_encrypted()
+        ),
+        (0, 0),
+        "overlapping Opens, Opens on encrypted instances"
+    );
     for a in [
         OPEN_DB_INSTANCE_ENCRYPTION,
         DESCRIBE_DB_INSTANCE_INFO,
@@ -390,7 +398,7 @@ fn a_second_ctrl_c_exits_at_once_and_resume_is_still_safe() {
     // Half the Opens hang (half of those applied): the first Ctrl-C's drain would wait them out.
     cfg.faults.hang = 0.25;
     cfg.faults.hang_applied = 0.25;
-    cfg.hang_for = Duration::from_secs(10);
+    cfg.hang_for = Duration::from_secs(6);
     let emu = EmulatorThread::start(cfg, world.clone());
     let env = Env::new(&emu.url);
     let fleet = env.write_fleet(&world);
@@ -405,9 +413,9 @@ fn a_second_ctrl_c_exits_at_once_and_resume_is_still_safe() {
     ])
     .args([
         "--timeout",
-        "8s",
+        "4s",
         "--settle",
-        "11s",
+        "7s",
         "--allow-short-settle",
         "--verify-deadline",
         "25s",
@@ -429,14 +437,28 @@ fn a_second_ctrl_c_exits_at_once_and_resume_is_still_safe() {
     }
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 130);
 
+    // The resume's own Opens hang too: its window must cover the 6.4 s worst case.
     let mut r = env.cmd(SECRET_KEY);
-    r.arg("resume").args(FAST).args(["--rate", "40"]);
+    r.arg("resume").args([
+        "--rate",
+        "40",
+        "--timeout",
+        "1s",
+        "--settle",
+        "7s",
+        "--allow-short-settle",
+        "--verify-deadline",
+        "5s",
+        "--yes",
+    ]);
     let o = output(r);
     assert!(matches!(o.status.code(), Some(0) | Some(1)), "{}", text(&o));
     let j = report_json(&env);
     assert_eq!(j["summary"]["pending"], 0);
     let truth = emu.truth();
     assert_eq!(truth.total_blind_open_calls(), 0);
+    assert_eq!(truth.total_overlapping_open_calls(), 0);
+    assert_eq!(truth.total_open_calls_when_encrypted(), 0);
     for i in j["instances"].as_array().unwrap() {
         let id = i["instance_id"].as_str().unwrap();
         if i["state"] == "failed" {

@@ -66,7 +66,7 @@ async fn journal_of_a_run(dir: &std::path::Path) -> (std::path::PathBuf, Emulato
     let config = RunConfig {
         rate,
         timeout: Duration::from_millis(1000),
-        settle: Duration::from_millis(1300),
+        settle: Duration::from_millis(2500),
         ambiguous_first_read: Duration::from_millis(200),
         verify_deadline: Duration::from_secs(5),
         endpoints: EndpointPolicy::Custom(emu.url.clone()),

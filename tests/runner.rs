@@ -19,7 +19,7 @@ fn run_config(url: &str, rate: u32) -> RunConfig {
     RunConfig {
         rate,
         timeout: Duration::from_millis(1000),
-        settle: Duration::from_millis(1300),
+        settle: Duration::from_millis(2500),
         ambiguous_first_read: Duration::from_millis(200),
         verify_deadline: Duration::from_secs(5),
         endpoints: EndpointPolicy::Custom(url.to_string()),
@@ -112,6 +112,14 @@ async fn mixed_faults_end_in_ground_truth() {
         truth.total_blind_open_calls(),
         0,
         "an Open was re-sent without a settled NO"
+    );
+    assert_eq!(
+        (
+            truth.total_overlapping_open_calls(),
+            truth.total_open_calls_when_encrypted()
+        ),
+        (0, 0),
+        "overlapping Opens, Opens on encrypted instances"
     );
     for a in [
         OPEN_DB_INSTANCE_ENCRYPTION,
@@ -333,7 +341,7 @@ async fn check_kms_fails_disabled_keys_before_any_write() {
 }
 
 /// A run with --settle 3s died with an attempt in flight; resuming with
-/// --settle 1.3s must still wait out a fresh 3-second window, counted from the
+/// --settle 2.5s must still wait out a fresh 3-second window, counted from the
 /// restart, before a NO counts and anything is re-sent. A read before then is
 /// allowed (a YES would end it early) but its NO does not count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,7 +399,7 @@ async fn recovery_waits_for_the_longest_settle_any_run_used() {
         .unwrap();
     // The resume, with a much shorter settle window.
     let config = run_config(&emu.url, 20);
-    assert_eq!(config.settle, Duration::from_millis(1300));
+    assert_eq!(config.settle, Duration::from_millis(2500));
     let started = fleetcrypt::journal::now_ms();
     runner::run(
         &journal,

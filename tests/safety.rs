@@ -231,7 +231,9 @@ fn a_wall_clock_jump_between_crash_and_resume_sends_nothing_blind() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !faketime {
-        eprintln!("SKIPPED: `faketime` is not installed (apt-get install faketime; .ci/run installs it)");
+        eprintln!(
+            "SKIPPED: `faketime` is not installed (apt-get install faketime; .ci/run installs it)"
+        );
         return;
     }
     let world = fleet(60, 85);
@@ -248,7 +250,10 @@ fn a_wall_clock_jump_between_crash_and_resume_sends_nothing_blind() {
         .stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(child.try_wait().unwrap().is_none(), "finished before the kill");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "finished before the kill"
+    );
     child.kill().unwrap();
     let _ = child.wait();
     let mut resume = std::process::Command::new("faketime");

@@ -556,6 +556,7 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         reset_applied: 0.03,
         bad_gateway: 0.02,
         hang_applied: 0.02,
+        hang_late: 0.02,
         describe_internal: 0.02,
         ..Faults::default()
     };
@@ -563,6 +564,7 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         credentials: vec![(secret_id.clone(), Secret::new(secret_key.clone()))],
         faults,
         propagation: Duration::from_millis(200),
+        blank_after_apply: Duration::from_millis(300),
         apply_within: Duration::from_millis(800),
         hang_for: Duration::from_secs(4),
         seed: rand::random(),
@@ -582,7 +584,7 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
     let settle = open_latency.max
         + emu_config.hang_for
         + emu_config.apply_within
-        + emu_config.propagation
+        + emu_config.propagation.max(emu_config.blank_after_apply)
         + Duration::from_millis(500);
     let emu = match Emulator::start(emu_config, world, "127.0.0.1:0".parse().unwrap()).await {
         Ok(e) => e,
@@ -682,9 +684,11 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         .max()
         .unwrap_or(0);
     say!(
-        "Emulator ground truth: {} of {} instances encrypted, {} blind re-sends, busiest second {} requests (limit {}), {} Open calls re-sent after a verified NO",
+        "Emulator ground truth: {} of {} instances encrypted, {} overlapping Opens, {} Opens on encrypted instances, {} blind re-sends, busiest second {} requests (limit {}), {} Open calls re-sent after a settled NO",
         truth.instances.values().filter(|i| i.encrypted).count(),
         truth.instances.len(),
+        truth.total_overlapping_open_calls(),
+        truth.total_open_calls_when_encrypted(),
         truth.total_blind_open_calls(),
         busiest,
         args.rate,

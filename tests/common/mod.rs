@@ -93,7 +93,7 @@ pub fn specs_of(world: &World) -> Vec<InstanceSpec> {
         .collect()
 }
 
-/// Fast timings for tests: Open up to 400 ms, reads up to 20 ms.
+/// Fast timings for tests: Open up to 400 ms, reads up to 20 ms, hangs 1.5 s.
 pub fn fast_config(rate: u32) -> EmulatorConfig {
     use fleetcrypt::api::cdb::*;
     use fleetcrypt::emulator::Latency;
@@ -112,7 +112,9 @@ pub fn fast_config(rate: u32) -> EmulatorConfig {
         );
     }
     c.apply_within = Duration::from_millis(300);
-    c.hang_for = Duration::from_secs(3);
+    // Past a 1 s client timeout; the server's worst case after a send is then
+    // 400 ms + 1.5 s (hang-late), which the tests' 2.5 s settle window covers.
+    c.hang_for = Duration::from_millis(1500);
     c
 }
 
@@ -195,4 +197,3 @@ pub fn report_json(env: &Env) -> serde_json::Value {
     assert!(o.status.success(), "{}", text(&o));
     serde_json::from_slice(&o.stdout).unwrap()
 }
-
