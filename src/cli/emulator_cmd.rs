@@ -108,6 +108,11 @@ pub struct TimingArgs {
     /// window, so a careful client can still be safe against hang-late.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub hang_for: Duration,
+    /// Largest accepted difference between a request's X-TC-Timestamp and the
+    /// emulator's clock (Tencent Cloud: 5 minutes; larger for a client whose
+    /// clock is deliberately moved, as in the clock-jump rehearsal).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub max_skew: Duration,
     /// Multiply every latency and delay (0.1 = ten times faster), including
     /// --propagation, --blank-after-apply, --apply-within and --hang-for.
     #[arg(long, default_value_t = 1.0)]
@@ -125,6 +130,7 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
         blank_after_apply: args.timing.blank_after_apply,
         apply_within: args.timing.apply_within,
         hang_for: args.timing.hang_for,
+        max_skew: args.timing.max_skew,
         seed: args.seed,
         ..EmulatorConfig::default()
     };

@@ -243,7 +243,6 @@ impl Ctx {
 
     /// One API call through its bucket's wire gate, and its journal record (send
     /// time, latency, RequestId, error). Also returns the monotonic send time.
-    #[allow(clippy::too_many_arguments)]
     async fn call<Q: serde::Serialize, R: serde::de::DeserializeOwned>(
         &self,
         endpoint: &Endpoint,
