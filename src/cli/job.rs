@@ -565,15 +565,15 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
         faults,
         propagation: Duration::from_millis(200),
         blank_after_apply: Duration::from_millis(300),
-        apply_within: Duration::from_millis(800),
-        hang_for: Duration::from_secs(4),
+        apply_within: Duration::from_millis(500),
+        hang_for: Duration::from_millis(2500),
         seed: rand::random(),
         ..EmulatorConfig::default()
     };
     for v in emu_config.rate_limits.values_mut() {
         *v = args.rate;
     }
-    let open_latency = Latency::between(Duration::from_millis(300), Duration::from_millis(2000));
+    let open_latency = Latency::between(Duration::from_millis(300), Duration::from_millis(1500));
     emu_config.latency.insert(
         crate::api::cdb::OPEN_DB_INSTANCE_ENCRYPTION.into(),
         open_latency,
@@ -611,7 +611,7 @@ pub async fn demo(global: &Global, args: super::DemoArgs) -> u8 {
     let job = JobArgs {
         rate: args.rate,
         max_in_flight: 256,
-        timeout: Duration::from_secs(3),
+        timeout: Duration::from_secs(2),
         max_attempts: 8,
         verify_deadline: Duration::from_secs(20),
         regional_endpoints: false,
