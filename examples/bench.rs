@@ -394,6 +394,10 @@ fn ambiguous(n: usize) {
         "    open_calls_when_encrypted {}",
         total("open_calls_when_encrypted")
     );
+    println!(
+        "    overlapping_open_calls    {}   (an Open while an earlier one for the instance was still worked on)",
+        total("overlapping_open_calls")
+    );
     println!("    open_calls                {}", total("open_calls"));
     for (action, a) in t["actions"].as_object().unwrap() {
         println!(
