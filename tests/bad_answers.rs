@@ -73,7 +73,11 @@ fn fleet() -> (World, Vec<InstanceSpec>, Vec<(String, Expect)>) {
         ("cdb-already01", Expect::Already, None),
         ("cdb-already02", Expect::Already, None),
         ("cdb-unsupp001", Expect::Unsupported, None),
-        ("cdb-diskey001", Expect::DisabledKey, Some("key-disabled-0001")),
+        (
+            "cdb-diskey001",
+            Expect::DisabledKey,
+            Some("key-disabled-0001"),
+        ),
     ];
     let mut specs = Vec::new();
     let mut expect = Vec::new();

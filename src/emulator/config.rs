@@ -266,7 +266,10 @@ impl BadAnswer {
                 DESCRIBE_KEY,
             ];
             if !ACTIONS.contains(&a) {
-                return Err(format!("{spec:?}: unknown action {a:?}; known: {}", ACTIONS.join(", ")));
+                return Err(format!(
+                    "{spec:?}: unknown action {a:?}; known: {}",
+                    ACTIONS.join(", ")
+                ));
             }
             if !kind.fits(a) {
                 return Err(format!("{spec:?}: {} does not fit {a}", kind.name()));
@@ -416,7 +419,9 @@ mod tests {
         assert!(BadAnswer::parse("encryption-null@DescribeDBFeatures=1").is_err());
         assert!(BadAnswer::parse("oversize@Nope=1").is_err());
         assert!(BadAnswer::parse("oversize=2").is_err());
-        assert!(BadAnswer::parse("nope=0.1").unwrap_err().contains("slow-drip"));
+        assert!(BadAnswer::parse("nope=0.1")
+            .unwrap_err()
+            .contains("slow-drip"));
         for k in BadAnswerKind::ALL {
             assert_eq!(BadAnswerKind::parse(k.name()), Some(k));
         }

@@ -427,7 +427,11 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             }
             Some(kind) => Decided::Now(bad_read(kind, &mut inner, &region, &params)),
         };
-        (latency, decided, bad == Some(BadAnswerKind::RequestIdNumber))
+        (
+            latency,
+            decided,
+            bad == Some(BadAnswerKind::RequestIdNumber),
+        )
     };
 
     match decided {
@@ -539,11 +543,9 @@ fn decide(
             };
             Decided::Now(success(serde_json::to_value(resp).unwrap()))
         }
-        DESCRIBE_DB_FEATURES => Decided::Now(answer(features_answer(
-            &mut inner.world,
-            params,
-            region,
-        ))),
+        DESCRIBE_DB_FEATURES => {
+            Decided::Now(answer(features_answer(&mut inner.world, params, region)))
+        }
         DESCRIBE_DB_INSTANCES => Decided::Now(describe_instances(&inner.world, params, region)),
         DESCRIBE_KEY => Decided::Now(answer(key_answer(&inner.world, params, region))),
         OPEN_DB_INSTANCE_ENCRYPTION => decide_open(shared, inner, params, region),
@@ -621,7 +623,11 @@ fn draw_bad(inner: &mut Inner, action: &str) -> Option<BadAnswerKind> {
         .find(|b| inner.rng.random_bool(b.p))
         .map(|b| b.kind);
     if kind.is_some() {
-        inner.actions.entry(action.to_string()).or_default().bad_answers += 1;
+        inner
+            .actions
+            .entry(action.to_string())
+            .or_default()
+            .bad_answers += 1;
     }
     kind
 }
@@ -641,12 +647,7 @@ fn lure() -> Value {
 
 /// A bad answer to a read. Has no effect on the world: in particular a bad
 /// `DescribeDBInstanceInfo` answer never counts as the client having seen `NO`.
-fn bad_read(
-    kind: BadAnswerKind,
-    inner: &mut Inner,
-    region: &str,
-    params: &Value,
-) -> Response {
+fn bad_read(kind: BadAnswerKind, inner: &mut Inner, region: &str, params: &Value) -> Response {
     let mut data = match kind {
         BadAnswerKind::EncryptionNumber
         | BadAnswerKind::EncryptionNull
@@ -705,8 +706,7 @@ fn bad_body(kind: BadAnswerKind, mut data: Value) -> Response {
         BadAnswerKind::Oversize => oversize(&envelope(&data)),
         BadAnswerKind::NonJson200 => json_response(
             StatusCode::OK,
-            b"<html><head><title>200 OK</title></head><body>Encryption: NO</body></html>"
-                .to_vec(),
+            b"<html><head><title>200 OK</title></head><body>Encryption: NO</body></html>".to_vec(),
         ),
         BadAnswerKind::SlowDrip => slow_drip(half(&envelope(&data))),
         BadAnswerKind::EncryptionNumber => {
