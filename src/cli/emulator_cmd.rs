@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{exit, parse_duration};
 use crate::api::Secret;
-use crate::emulator::{Emulator, EmulatorConfig, Faults, Generate, Latency, World};
+use crate::emulator::{BadAnswer, Emulator, EmulatorConfig, Faults, Generate, Latency, World};
 use crate::input::{self, Defaults};
 
 #[derive(Debug, Clone, Args)]
@@ -81,6 +81,24 @@ pub struct EmulatorArgs {
     /// included), plus a quarter of it on describe-internal.
     #[arg(long)]
     pub faults_mixed: Option<f64>,
+    /// Answer badly: KIND[@ACTION]=P (repeatable; the first that fires wins).
+    /// With @ACTION only that action (OpenDBInstanceEncryption,
+    /// DescribeDBInstanceInfo, DescribeDBFeatures, DescribeDBInstances,
+    /// DescribeKey), else every action the kind fits. Kinds: truncated-json,
+    /// missing-response (no Response envelope), error-without-code, oversize (a
+    /// valid body over the client's 16 MiB cap), non-json-200 (HTML under
+    /// application/json), slow-drip (headers, then a byte every 100 ms, never
+    /// complete), request-id-number; wrong types for one field:
+    /// encryption-number|-null|-bool|-object (DescribeDBInstanceInfo),
+    /// support-encryption-string, need-upgrade-string (DescribeDBFeatures),
+    /// key-state-number (DescribeKey). An Open given a bad answer has been
+    /// applied (like InternalError after success); a bad read changes nothing.
+    #[arg(long, value_name = "KIND[@ACTION]=P", value_parser = BadAnswer::parse)]
+    pub bad_answer: Vec<BadAnswer>,
+    /// Require this X-TC-Token (session token) with the accepted SecretId
+    /// (default TENCENTCLOUD_TOKEN; none: a token is not checked).
+    #[arg(long, value_parser = |s: &str| Ok::<_, String>(Secret::new(s)))]
+    pub token: Option<Secret>,
     /// The backend's timing (boxed: keeps the `Command` enum small).
     #[command(flatten)]
     pub timing: Box<TimingArgs>,
@@ -187,7 +205,15 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
             Secret::new(uuid::Uuid::new_v4().simple().to_string()),
         ),
     };
+    let token = args
+        .token
+        .clone()
+        .or_else(|| env("TENCENTCLOUD_TOKEN").map(Secret::new));
+    if let Some(t) = token.filter(|_| !generated) {
+        c.tokens.insert(id.clone(), t);
+    }
     c.credentials = vec![(id, key)];
+    c.bad_answers = args.bad_answer.clone();
     if args.timing.time_scale != 1.0 {
         c = c.time_scaled(args.timing.time_scale);
     }

@@ -75,14 +75,19 @@ fn load_input(input: &InputArgs) -> Result<input::Validated, u8> {
 }
 
 /// Credentials in SPEC order; missing ones are an account-wide stop (exit 3).
+/// At -v, logs which credentials were found: the SecretId and source as is, the
+/// key and token through `Secret`'s redacting `Debug` (tests/secrets.rs scans
+/// this log, so it fails if that redaction is ever removed).
 pub(super) fn load_credentials(global: &Global) -> Result<Credentials, u8> {
-    credentials::load(global.profile.as_deref(), &ProcessEnv).map_err(|e| {
+    let creds = credentials::load(global.profile.as_deref(), &ProcessEnv).map_err(|e| {
         eprintln!("fleetcrypt: {e}");
         match e {
             credentials::CredentialsError::Missing => exit::ACCOUNT,
             _ => exit::USAGE,
         }
-    })
+    })?;
+    tracing::debug!(credentials = ?creds, "credentials loaded");
+    Ok(creds)
 }
 
 /// The signed client for the global flags (`--resolve` pins) and a timeout.

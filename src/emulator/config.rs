@@ -124,6 +124,165 @@ impl Faults {
     }
 }
 
+/// A bad answer the emulator can give instead of a well-formed one: the shapes a
+/// careful client must survive without a panic, without reading a `NO` into them
+/// (a read) and without treating them as a refusal (a write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadAnswerKind {
+    /// HTTP 200, a JSON body cut off mid-object (its first half says `Encryption: "NO"`).
+    TruncatedJson,
+    /// HTTP 200, valid JSON with the answer's fields but no `Response` envelope.
+    MissingResponse,
+    /// HTTP 200, `Response.Error` with a `Message` but no `Code`.
+    ErrorWithoutCode,
+    /// HTTP 200, a valid JSON answer (saying `NO`) over the client's 16 MiB body cap.
+    Oversize,
+    /// HTTP 200, `Content-Type: application/json`, an HTML body.
+    NonJson200,
+    /// HTTP 200 headers, then a body that trickles a byte every 100 ms and never
+    /// completes (only the client's timeout ends it).
+    SlowDrip,
+    /// `Encryption` as a number (`0`). DescribeDBInstanceInfo only.
+    EncryptionNumber,
+    /// `Encryption: null`. DescribeDBInstanceInfo only.
+    EncryptionNull,
+    /// `Encryption: false`. DescribeDBInstanceInfo only.
+    EncryptionBool,
+    /// `Encryption: {"Value": "NO"}`. DescribeDBInstanceInfo only.
+    EncryptionObject,
+    /// `IsSupportEncryption` as a string (`"true"`). DescribeDBFeatures only.
+    SupportEncryptionString,
+    /// `EncryptionNeedUpgrade` as a string (`"false"`). DescribeDBFeatures only.
+    NeedUpgradeString,
+    /// `RequestId` as a number; the rest of the answer as usual. Every action.
+    RequestIdNumber,
+    /// `KeyMetadata.KeyState` as a number. kms DescribeKey only.
+    KeyStateNumber,
+}
+
+impl BadAnswerKind {
+    pub const ALL: [BadAnswerKind; 14] = [
+        BadAnswerKind::TruncatedJson,
+        BadAnswerKind::MissingResponse,
+        BadAnswerKind::ErrorWithoutCode,
+        BadAnswerKind::Oversize,
+        BadAnswerKind::NonJson200,
+        BadAnswerKind::SlowDrip,
+        BadAnswerKind::EncryptionNumber,
+        BadAnswerKind::EncryptionNull,
+        BadAnswerKind::EncryptionBool,
+        BadAnswerKind::EncryptionObject,
+        BadAnswerKind::SupportEncryptionString,
+        BadAnswerKind::NeedUpgradeString,
+        BadAnswerKind::RequestIdNumber,
+        BadAnswerKind::KeyStateNumber,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BadAnswerKind::TruncatedJson => "truncated-json",
+            BadAnswerKind::MissingResponse => "missing-response",
+            BadAnswerKind::ErrorWithoutCode => "error-without-code",
+            BadAnswerKind::Oversize => "oversize",
+            BadAnswerKind::NonJson200 => "non-json-200",
+            BadAnswerKind::SlowDrip => "slow-drip",
+            BadAnswerKind::EncryptionNumber => "encryption-number",
+            BadAnswerKind::EncryptionNull => "encryption-null",
+            BadAnswerKind::EncryptionBool => "encryption-bool",
+            BadAnswerKind::EncryptionObject => "encryption-object",
+            BadAnswerKind::SupportEncryptionString => "support-encryption-string",
+            BadAnswerKind::NeedUpgradeString => "need-upgrade-string",
+            BadAnswerKind::RequestIdNumber => "request-id-number",
+            BadAnswerKind::KeyStateNumber => "key-state-number",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<BadAnswerKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether this kind can be an answer to `action` (a field kind only fits the
+    /// action whose answer has that field).
+    pub fn fits(self, action: &str) -> bool {
+        match self {
+            BadAnswerKind::EncryptionNumber
+            | BadAnswerKind::EncryptionNull
+            | BadAnswerKind::EncryptionBool
+            | BadAnswerKind::EncryptionObject => action == DESCRIBE_DB_INSTANCE_INFO,
+            BadAnswerKind::SupportEncryptionString | BadAnswerKind::NeedUpgradeString => {
+                action == DESCRIBE_DB_FEATURES
+            }
+            BadAnswerKind::KeyStateNumber => action == DESCRIBE_KEY,
+            _ => true,
+        }
+    }
+}
+
+/// `KIND[@ACTION]=P`: answer `ACTION` (every action KIND fits when omitted) with
+/// a KIND bad answer with probability P. On an Open the encryption is applied
+/// first (like the real `InternalError` after success), so ground truth is
+/// "encrypted" whatever the client made of the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadAnswer {
+    pub kind: BadAnswerKind,
+    pub action: Option<String>,
+    pub p: f64,
+}
+
+impl BadAnswer {
+    pub fn new(kind: BadAnswerKind, action: Option<&str>, p: f64) -> BadAnswer {
+        BadAnswer {
+            kind,
+            action: action.map(str::to_string),
+            p,
+        }
+    }
+
+    /// Parses `KIND[@ACTION]=P`.
+    pub fn parse(spec: &str) -> Result<BadAnswer, String> {
+        let (lhs, p) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("{spec:?}: expected KIND[@ACTION]=P"))?;
+        let p: f64 = p
+            .parse()
+            .map_err(|_| format!("{spec:?}: bad probability"))?;
+        if !(0.0..=1.0).contains(&p) {
+            return Err(format!("{spec:?}: probability must be within 0..1"));
+        }
+        let (kind, action) = match lhs.split_once('@') {
+            Some((k, a)) => (k, Some(a)),
+            None => (lhs, None),
+        };
+        let kind = BadAnswerKind::parse(kind).ok_or_else(|| {
+            let known: Vec<&str> = BadAnswerKind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown bad answer {kind:?}; known: {}", known.join(", "))
+        })?;
+        if let Some(a) = action {
+            const ACTIONS: [&str; 5] = [
+                OPEN_DB_INSTANCE_ENCRYPTION,
+                DESCRIBE_DB_INSTANCE_INFO,
+                DESCRIBE_DB_FEATURES,
+                DESCRIBE_DB_INSTANCES,
+                DESCRIBE_KEY,
+            ];
+            if !ACTIONS.contains(&a) {
+                return Err(format!(
+                    "{spec:?}: unknown action {a:?}; known: {}",
+                    ACTIONS.join(", ")
+                ));
+            }
+            if !kind.fits(a) {
+                return Err(format!("{spec:?}: {} does not fit {a}", kind.name()));
+            }
+        }
+        Ok(BadAnswer::new(kind, action, p))
+    }
+
+    pub fn applies_to(&self, action: &str) -> bool {
+        self.kind.fits(action) && self.action.as_deref().is_none_or(|a| a == action)
+    }
+}
+
 /// Everything that shapes the emulator's behaviour.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
@@ -152,6 +311,12 @@ pub struct EmulatorConfig {
     pub hang_for: Duration,
     /// Largest accepted |timestamp - now| (Tencent: 5 minutes).
     pub max_skew: Duration,
+    /// Bad answers by probability (see [`BadAnswer`]); the first that fires wins.
+    pub bad_answers: Vec<BadAnswer>,
+    /// Session tokens by SecretId: a request with one of these SecretIds must
+    /// carry exactly this `X-TC-Token` (`AuthFailure.TokenFailure` otherwise).
+    /// SecretIds not listed take requests with or without a token.
+    pub tokens: HashMap<String, Secret>,
     pub seed: u64,
 }
 
@@ -197,6 +362,8 @@ impl Default for EmulatorConfig {
             apply_within: Duration::from_secs(2),
             hang_for: Duration::from_secs(20),
             max_skew: Duration::from_secs(300),
+            bad_answers: Vec::new(),
+            tokens: HashMap::new(),
             seed: 42,
         }
     }
@@ -238,6 +405,26 @@ mod tests {
         assert_eq!(g.hang_late, 0.5);
         assert!(g.set("hang-late", 1.5).is_err());
         assert!(g.set("nope", 0.1).unwrap_err().contains("hang-late"));
+    }
+
+    #[test]
+    fn bad_answer_specs_parse_and_target_actions() {
+        let b = BadAnswer::parse("slow-drip@OpenDBInstanceEncryption=0.5").unwrap();
+        assert_eq!(b.kind, BadAnswerKind::SlowDrip);
+        assert!(b.applies_to(OPEN_DB_INSTANCE_ENCRYPTION));
+        assert!(!b.applies_to(DESCRIBE_DB_INSTANCE_INFO));
+        let b = BadAnswer::parse("encryption-null=1").unwrap();
+        assert!(b.applies_to(DESCRIBE_DB_INSTANCE_INFO));
+        assert!(!b.applies_to(OPEN_DB_INSTANCE_ENCRYPTION));
+        assert!(BadAnswer::parse("encryption-null@DescribeDBFeatures=1").is_err());
+        assert!(BadAnswer::parse("oversize@Nope=1").is_err());
+        assert!(BadAnswer::parse("oversize=2").is_err());
+        assert!(BadAnswer::parse("nope=0.1")
+            .unwrap_err()
+            .contains("slow-drip"));
+        for k in BadAnswerKind::ALL {
+            assert_eq!(BadAnswerKind::parse(k.name()), Some(k));
+        }
     }
 
     #[test]

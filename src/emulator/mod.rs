@@ -7,6 +7,6 @@ pub mod config;
 pub mod server;
 pub mod world;
 
-pub use config::{EmulatorConfig, Faults, Latency};
+pub use config::{BadAnswer, BadAnswerKind, EmulatorConfig, Faults, Latency};
 pub use server::Emulator;
 pub use world::{Generate, GroundTruth, Instance, World};

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-use super::config::{EmulatorConfig, Latency};
+use super::config::{BadAnswer, BadAnswerKind, EmulatorConfig, Latency};
 use super::world::{ActionTruth, GroundTruth, InstanceTruth, World, MASTER};
 use crate::api::cdb::*;
 use crate::api::kms::{DescribeKeyResponse, KeyMetadata, DESCRIBE_KEY};
@@ -51,6 +51,8 @@ struct Inner {
     requests_total: u64,
     signature_failures: u64,
     auth_failures: u64,
+    /// The bad answers in force (from the config; tests change them mid-run).
+    bad_answers: Vec<BadAnswer>,
 }
 
 impl Emulator {
@@ -73,6 +75,7 @@ impl Emulator {
                 requests_total: 0,
                 signature_failures: 0,
                 auth_failures: 0,
+                bad_answers: config.bad_answers.clone(),
             }),
             started: Instant::now(),
             config,
@@ -103,6 +106,11 @@ impl Emulator {
     /// Runs `f` on the world (tests use it to change the world mid-run).
     pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
         f(&mut self.shared.inner.lock().unwrap().world)
+    }
+
+    /// Replaces the bad answers in force (tests turn them up or down mid-run).
+    pub fn set_bad_answers(&self, bad: Vec<BadAnswer>) {
+        self.shared.inner.lock().unwrap().bad_answers = bad;
     }
 
     pub fn stop(self) {
@@ -243,6 +251,15 @@ fn authenticate(
             "The SecretId is not found, please ensure that your SecretId is correct.",
         ));
     };
+    if let Some(token) = shared.config.tokens.get(&parsed.secret_id) {
+        let sent = header_str(headers, "x-tc-token").unwrap_or("");
+        if !sign::signatures_match(token.expose(), sent) {
+            return Err(auth_error(
+                "AuthFailure.TokenFailure",
+                "The session token is missing, invalid or expired.",
+            ));
+        }
+    }
     let action = header_str(headers, "x-tc-action").unwrap_or("");
     let expected_service = service_of(action).map(|(s, _)| s);
     let mut names: Vec<&str> = parsed.signed_headers.split(';').collect();
@@ -305,6 +322,8 @@ enum OpenPlan {
     /// Hangs for `hang_for`, applies at the end of it, then answers InternalError.
     HangLate,
     Malformed,
+    /// Applied, then answered with a bad answer.
+    Bad(BadAnswerKind),
 }
 
 /// One accepted Open still being worked on: counted in the instance's
@@ -369,7 +388,7 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     let now = Instant::now();
     let micros = shared.micros(now);
     // Rate limit, per (action, Host, SecretId), over a sliding second.
-    let (latency, decided) = {
+    let (latency, decided, renumber) = {
         let mut inner = shared.inner.lock().unwrap();
         inner.requests_total += 1;
         let key = (action.clone(), host, secret_id);
@@ -396,13 +415,31 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         window.push(micros);
         inner.actions.get_mut(&action).unwrap().accepted += 1;
         let latency = draw(&mut inner.rng, shared.config.latency.get(&action));
-        let decided = decide(&shared, &mut inner, &action, &region, &params, now);
-        (latency, decided)
+        // An Open draws its bad answer in `decide_open` (it is applied first).
+        let bad = if action == OPEN_DB_INSTANCE_ENCRYPTION {
+            None
+        } else {
+            draw_bad(&mut inner, &action)
+        };
+        let decided = match bad {
+            None | Some(BadAnswerKind::RequestIdNumber) => {
+                decide(&shared, &mut inner, &action, &region, &params, now)
+            }
+            Some(kind) => Decided::Now(bad_read(kind, &mut inner, &region, &params)),
+        };
+        (
+            latency,
+            decided,
+            bad == Some(BadAnswerKind::RequestIdNumber),
+        )
     };
 
     match decided {
         Decided::Now(resp) => {
             tokio::time::sleep(latency).await;
+            if renumber {
+                return request_id_as_number(resp).await;
+            }
             resp
         }
         // Like the real service, the call goes on when the client goes away (a killed
@@ -507,65 +544,272 @@ fn decide(
             Decided::Now(success(serde_json::to_value(resp).unwrap()))
         }
         DESCRIBE_DB_FEATURES => {
-            let inst = match lookup(&mut inner.world, params, region) {
-                Ok(i) => i,
-                Err(r) => return Decided::Now(r),
-            };
-            let resp = DescribeDBFeaturesResponse {
-                is_support_audit: true,
-                audit_need_upgrade: false,
-                is_support_encryption: inst.supports_encryption,
-                encryption_need_upgrade: inst.needs_upgrade,
-                is_remote_ro: false,
-                master_region: inst.region.clone(),
-                is_support_update_sub_version: inst.needs_upgrade,
-                current_sub_version: "20211030".into(),
-                target_sub_version: if inst.needs_upgrade {
-                    "20230630"
-                } else {
-                    "20211030"
-                }
-                .into(),
-                request_id: None,
-            };
-            Decided::Now(success(serde_json::to_value(resp).unwrap()))
+            Decided::Now(answer(features_answer(&mut inner.world, params, region)))
         }
         DESCRIBE_DB_INSTANCES => Decided::Now(describe_instances(&inner.world, params, region)),
-        DESCRIBE_KEY => {
-            let Some(key_id) = str_param(params, "KeyId") else {
-                return Decided::Now(error(
-                    "MissingParameter",
-                    "The request is missing a required parameter `KeyId`.",
-                ));
-            };
-            match inner
-                .world
-                .keys
-                .get(&(region.to_string(), key_id.to_string()))
-            {
-                None => Decided::Now(error(
-                    "ResourceUnavailable.CmkNotFound",
-                    &format!("The key {key_id} does not exist in region {region:?}."),
-                )),
-                Some(k) => {
-                    let resp = DescribeKeyResponse {
-                        key_metadata: KeyMetadata {
-                            key_id: k.id.clone(),
-                            alias: format!("alias-{}", &k.id[..8.min(k.id.len())]),
-                            create_time: 1_700_000_000,
-                            description: "emulated key".into(),
-                            key_state: k.state.clone(),
-                            key_usage: "ENCRYPT_DECRYPT".into(),
-                            origin: "TENCENT_KMS".into(),
-                        },
-                        request_id: None,
-                    };
-                    Decided::Now(success(serde_json::to_value(resp).unwrap()))
-                }
-            }
-        }
+        DESCRIBE_KEY => Decided::Now(answer(key_answer(&inner.world, params, region))),
         OPEN_DB_INSTANCE_ENCRYPTION => decide_open(shared, inner, params, region),
         _ => Decided::Now(error("InvalidAction", "unsupported action")),
+    }
+}
+
+fn answer(r: Result<Value, Response>) -> Response {
+    match r {
+        Ok(v) => success(v),
+        Err(e) => e,
+    }
+}
+
+/// The `Response` of a `DescribeDBFeatures` (no side effects).
+fn features_answer(world: &mut World, params: &Value, region: &str) -> Result<Value, Response> {
+    let inst = lookup(world, params, region)?;
+    let resp = DescribeDBFeaturesResponse {
+        is_support_audit: true,
+        audit_need_upgrade: false,
+        is_support_encryption: inst.supports_encryption,
+        encryption_need_upgrade: inst.needs_upgrade,
+        is_remote_ro: false,
+        master_region: inst.region.clone(),
+        is_support_update_sub_version: inst.needs_upgrade,
+        current_sub_version: "20211030".into(),
+        target_sub_version: if inst.needs_upgrade {
+            "20230630"
+        } else {
+            "20211030"
+        }
+        .into(),
+        request_id: None,
+    };
+    Ok(serde_json::to_value(resp).unwrap())
+}
+
+/// The `Response` of a kms `DescribeKey` (no side effects).
+fn key_answer(world: &World, params: &Value, region: &str) -> Result<Value, Response> {
+    let Some(key_id) = str_param(params, "KeyId") else {
+        return Err(error(
+            "MissingParameter",
+            "The request is missing a required parameter `KeyId`.",
+        ));
+    };
+    match world.keys.get(&(region.to_string(), key_id.to_string())) {
+        None => Err(error(
+            "ResourceUnavailable.CmkNotFound",
+            &format!("The key {key_id} does not exist in region {region:?}."),
+        )),
+        Some(k) => {
+            let resp = DescribeKeyResponse {
+                key_metadata: KeyMetadata {
+                    key_id: k.id.clone(),
+                    alias: format!("alias-{}", &k.id[..8.min(k.id.len())]),
+                    create_time: 1_700_000_000,
+                    description: "emulated key".into(),
+                    key_state: k.state.clone(),
+                    key_usage: "ENCRYPT_DECRYPT".into(),
+                    origin: "TENCENT_KMS".into(),
+                },
+                request_id: None,
+            };
+            Ok(serde_json::to_value(resp).unwrap())
+        }
+    }
+}
+
+/// Draws at most one configured bad answer for `action` (the first that fires).
+fn draw_bad(inner: &mut Inner, action: &str) -> Option<BadAnswerKind> {
+    let kind = inner
+        .bad_answers
+        .iter()
+        .filter(|b| b.p > 0.0 && b.applies_to(action))
+        .find(|b| inner.rng.random_bool(b.p))
+        .map(|b| b.kind);
+    if kind.is_some() {
+        inner
+            .actions
+            .entry(action.to_string())
+            .or_default()
+            .bad_answers += 1;
+    }
+    kind
+}
+
+/// What a lenient parser would take for a go-ahead: `Encryption: "NO"`, the
+/// instance supports encryption, the key is enabled. Every bad read answer is
+/// built around it, so a client that half-reads one is caught re-sending.
+fn lure() -> Value {
+    json!({
+        "Encryption": "NO",
+        "IsSupportEncryption": true,
+        "EncryptionNeedUpgrade": false,
+        "KeyMetadata": {"KeyState": "Enabled"},
+        "RequestId": request_id(),
+    })
+}
+
+/// A bad answer to a read. Has no effect on the world: in particular a bad
+/// `DescribeDBInstanceInfo` answer never counts as the client having seen `NO`.
+fn bad_read(kind: BadAnswerKind, inner: &mut Inner, region: &str, params: &Value) -> Response {
+    let mut data = match kind {
+        BadAnswerKind::EncryptionNumber
+        | BadAnswerKind::EncryptionNull
+        | BadAnswerKind::EncryptionBool
+        | BadAnswerKind::EncryptionObject => {
+            let inst = match lookup(&mut inner.world, params, region) {
+                Ok(i) => i,
+                Err(r) => return r,
+            };
+            json!({
+                "InstanceId": inst.id,
+                "InstanceName": inst.name,
+                "DefaultKmsRegion": inst.region,
+                "RequestId": request_id(),
+            })
+        }
+        BadAnswerKind::SupportEncryptionString | BadAnswerKind::NeedUpgradeString => {
+            match features_answer(&mut inner.world, params, region) {
+                Ok(v) => v,
+                Err(r) => return r,
+            }
+        }
+        BadAnswerKind::KeyStateNumber => match key_answer(&inner.world, params, region) {
+            Ok(v) => v,
+            Err(r) => return r,
+        },
+        _ => lure(),
+    };
+    if data.get("RequestId").is_none_or(Value::is_null) {
+        data["RequestId"] = json!(request_id());
+    }
+    bad_body(kind, data)
+}
+
+/// Cut-off JSON is never valid: a proper prefix of an object leaves a brace open.
+fn half(text: &str) -> Vec<u8> {
+    text.as_bytes()[..text.len() / 2].to_vec()
+}
+
+/// Answers with `kind`, built around `data` (the `Response` object it spoils).
+fn bad_body(kind: BadAnswerKind, mut data: Value) -> Response {
+    let envelope = |d: &Value| serde_json::to_string(&json!({ "Response": d })).unwrap();
+    match kind {
+        BadAnswerKind::TruncatedJson => json_response(StatusCode::OK, half(&envelope(&data))),
+        BadAnswerKind::MissingResponse => {
+            json_response(StatusCode::OK, serde_json::to_vec(&data).unwrap())
+        }
+        BadAnswerKind::ErrorWithoutCode => {
+            let rid = data["RequestId"].clone();
+            let body = json!({"Response": {
+                "Error": {"Message": "An internal error occurred (no code)."},
+                "RequestId": rid,
+            }});
+            json_response(StatusCode::OK, serde_json::to_vec(&body).unwrap())
+        }
+        BadAnswerKind::Oversize => oversize(&envelope(&data)),
+        BadAnswerKind::NonJson200 => json_response(
+            StatusCode::OK,
+            b"<html><head><title>200 OK</title></head><body>Encryption: NO</body></html>".to_vec(),
+        ),
+        BadAnswerKind::SlowDrip => slow_drip(half(&envelope(&data))),
+        BadAnswerKind::EncryptionNumber => {
+            data["Encryption"] = json!(0);
+            json_response(StatusCode::OK, envelope(&data).into_bytes())
+        }
+        BadAnswerKind::EncryptionNull => {
+            data["Encryption"] = Value::Null;
+            json_response(StatusCode::OK, envelope(&data).into_bytes())
+        }
+        BadAnswerKind::EncryptionBool => {
+            data["Encryption"] = json!(false);
+            json_response(StatusCode::OK, envelope(&data).into_bytes())
+        }
+        BadAnswerKind::EncryptionObject => {
+            data["Encryption"] = json!({"Value": "NO"});
+            json_response(StatusCode::OK, envelope(&data).into_bytes())
+        }
+        BadAnswerKind::SupportEncryptionString => {
+            let v = data["IsSupportEncryption"].to_string();
+            data["IsSupportEncryption"] = json!(v);
+            json_response(StatusCode::OK, envelope(&data).into_bytes())
+        }
+        BadAnswerKind::NeedUpgradeString => {
+            let v = data["EncryptionNeedUpgrade"].to_string();
+            data["EncryptionNeedUpgrade"] = json!(v);
+            json_response(StatusCode::OK, envelope(&data).into_bytes())
+        }
+        BadAnswerKind::KeyStateNumber => {
+            data["KeyMetadata"]["KeyState"] = json!(1);
+            json_response(StatusCode::OK, envelope(&data).into_bytes())
+        }
+        BadAnswerKind::RequestIdNumber => {
+            data["RequestId"] = json!(4242);
+            json_response(StatusCode::OK, envelope(&data).into_bytes())
+        }
+    }
+}
+
+/// A well-formed answer padded past the client's 16 MiB cap, streamed (chunked,
+/// no Content-Length) so only counting the bytes can catch it.
+fn oversize(envelope: &str) -> Response {
+    static PAD: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+    let cut = envelope.len() - 2; // before the closing `}}`
+    let head = format!("{},\"Padding\":\"", &envelope[..cut]);
+    // The client's cap is 16 MiB; this is 16 MiB + 128 KiB of padding.
+    let chunks = (16 << 20) / PAD.len() + 2;
+    let stream = futures::stream::iter(
+        std::iter::once(Bytes::from(head))
+            .chain(std::iter::repeat_n(Bytes::from_static(&PAD), chunks))
+            .chain(std::iter::once(Bytes::from_static(b"\"}}")))
+            .map(Ok::<Bytes, std::io::Error>),
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+/// Headers at once, then `head`, then a space every 100 ms: the body never
+/// completes. After 10 minutes the connection is dropped (still incomplete).
+fn slow_drip(head: Vec<u8>) -> Response {
+    const DRIP: Duration = Duration::from_millis(100);
+    const GIVE_UP: u32 = 6000;
+    let stream = futures::stream::unfold(0u32, move |n| {
+        let head = head.clone();
+        async move {
+            match n {
+                0 => Some((Ok(Bytes::from(head)), 1)),
+                n if n <= GIVE_UP => {
+                    tokio::time::sleep(DRIP).await;
+                    Some((Ok(Bytes::from_static(b" ")), n + 1))
+                }
+                // An error mid-body drops the connection: still never complete.
+                n if n == GIVE_UP + 1 => {
+                    Some((Err(std::io::Error::other("slow drip gave up")), n + 1))
+                }
+                _ => None,
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+/// `RequestId` as a number in an otherwise normal answer.
+async fn request_id_as_number(resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) => {
+            if let Some(r) = v.get_mut("Response").and_then(Value::as_object_mut) {
+                r.insert("RequestId".into(), json!(4242));
+            }
+            json_response(parts.status, serde_json::to_vec(&v).unwrap())
+        }
+        Err(_) => Response::from_parts(parts, Body::from(bytes)),
     }
 }
 
@@ -592,6 +836,7 @@ fn decide_open(shared: &Shared, inner: &mut Inner, params: &Value, region: &str)
     };
     let faults = shared.config.faults.clone();
     let roll: f64 = inner.rng.random();
+    let bad = draw_bad(inner, OPEN_DB_INSTANCE_ENCRYPTION);
     let inst = match lookup(&mut inner.world, params, region) {
         Ok(i) => i,
         Err(r) => return Decided::Now(r),
@@ -639,7 +884,9 @@ fn decide_open(shared: &Shared, inner: &mut Inner, params: &Value, region: &str)
         acc += p;
         roll < acc
     };
-    let plan = if pick(faults.internal_applied) {
+    let plan = if let Some(kind) = bad {
+        OpenPlan::Bad(kind)
+    } else if pick(faults.internal_applied) {
         OpenPlan::InternalApplied
     } else if pick(faults.internal) {
         OpenPlan::Answer(error(
@@ -676,6 +923,7 @@ fn decide_open(shared: &Shared, inner: &mut Inner, params: &Value, region: &str)
             | OpenPlan::Hang { apply: true }
             | OpenPlan::HangLate
             | OpenPlan::Malformed
+            | OpenPlan::Bad(_)
     );
     if applies {
         inst.pending_apply += 1;
@@ -775,6 +1023,12 @@ async fn act_open(
                 StatusCode::OK,
                 format!("{{\"Response\": {{\"RequestId\": \"{}\", ", request_id()).into_bytes(),
             )
+        }
+        OpenPlan::Bad(kind) => {
+            // Applied, like the real InternalError after success: ground truth is
+            // "encrypted" whatever the client makes of the answer.
+            apply(&shared, &id);
+            bad_body(kind, json!({ "RequestId": request_id() }))
         }
     }
 }

@@ -336,6 +336,8 @@ pub struct ActionTruth {
     /// Largest number of requests seen in any sliding 1-second window, for one
     /// (Host, SecretId) quota (the unit the limit applies to).
     pub max_in_1s_window: usize,
+    /// Answers given as a configured bad answer (`EmulatorConfig::bad_answers`).
+    pub bad_answers: u64,
 }
 
 /// Everything the emulator knows happened.

@@ -24,9 +24,14 @@ pub struct EmulatorThread {
 
 impl EmulatorThread {
     pub fn start(config: EmulatorConfig, world: World) -> EmulatorThread {
-        let config = EmulatorConfig {
-            credentials: vec![(SECRET_ID.into(), fleetcrypt::api::Secret::new(SECRET_KEY))],
-            ..config
+        // The test pair unless the config names its own.
+        let config = if config.credentials.is_empty() {
+            EmulatorConfig {
+                credentials: vec![(SECRET_ID.into(), fleetcrypt::api::Secret::new(SECRET_KEY))],
+                ..config
+            }
+        } else {
+            config
         };
         let (tx, rx) = mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
