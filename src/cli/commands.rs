@@ -62,10 +62,7 @@ pub fn status(global: &Global, as_json: bool) -> u8 {
     };
     let v = match gather() {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("fleetcrypt: cannot read the journal: {e}");
-            return exit::SOME_FAILED;
-        }
+        Err(e) => return read_error(global, &e),
     };
     if as_json {
         say!("{}", serde_json::to_string_pretty(&v).unwrap());
@@ -129,10 +126,33 @@ pub fn report(global: &Global, format: crate::report::Format, output: Option<Pat
         Err(crate::report::ReportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             exit::OK
         }
+        Err(crate::report::ReportError::Journal(e)) => {
+            eprintln!("fleetcrypt: {e}");
+            super::job::unusable_journal_exit(&e)
+        }
+        Err(crate::report::ReportError::Sql(e)) => read_error(global, &e),
         Err(e) => {
             eprintln!("fleetcrypt: {e}");
             exit::SOME_FAILED
         }
+    }
+}
+
+/// A read of an opened journal failed: a damaged file (corrupt, truncated) is an
+/// unusable journal (exit 2, SPEC §3); anything else is exit 1.
+fn read_error(global: &Global, e: &rusqlite::Error) -> u8 {
+    if schema::is_unusable(e) {
+        eprintln!(
+            "fleetcrypt: cannot open the journal {}: it is damaged: {e}",
+            global.journal.display()
+        );
+        exit::USAGE
+    } else {
+        eprintln!(
+            "fleetcrypt: cannot read the journal {}: {e}",
+            global.journal.display()
+        );
+        exit::SOME_FAILED
     }
 }
 
@@ -161,7 +181,7 @@ pub fn retry_failed(global: &Global, code: Option<String>) -> u8 {
         }
         Err(e) => {
             eprintln!("fleetcrypt: {e}");
-            exit::SOME_FAILED
+            super::job::unusable_journal_exit(&e)
         }
     }
 }
@@ -181,10 +201,7 @@ pub fn journal_verify(global: &Global) -> u8 {
                 "SELECT i.instance_id, i.state, (SELECT e.to_state FROM events e WHERE e.instance_id = i.instance_id AND e.to_state IS NOT NULL ORDER BY e.id DESC LIMIT 1) FROM instances i",
             ) {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("fleetcrypt: {e}");
-                    return exit::SOME_FAILED;
-                }
+                Err(e) => return read_error(global, &e),
             };
             let mismatch = stmt
                 .query_map([], |r| {
@@ -205,10 +222,7 @@ pub fn journal_verify(global: &Global) -> u8 {
                         return exit::SOME_FAILED;
                     }
                 }
-                Err(e) => {
-                    eprintln!("fleetcrypt: {e}");
-                    return exit::SOME_FAILED;
-                }
+                Err(e) => return read_error(global, &e),
             }
             say!("journal intact: {events} events, chain head {head}");
             exit::OK
@@ -221,10 +235,7 @@ pub fn journal_verify(global: &Global) -> u8 {
             say!("journal BROKEN at event {event_id} ({events_checked} events before it are intact): {reason}");
             exit::SOME_FAILED
         }
-        Err(e) => {
-            eprintln!("fleetcrypt: cannot read the journal: {e}");
-            exit::SOME_FAILED
-        }
+        Err(e) => read_error(global, &e),
     }
 }
 

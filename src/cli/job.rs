@@ -187,7 +187,7 @@ async fn import(journal: &Journal, specs: input::Validated) -> Result<ImportSumm
     .await;
     match joined {
         Ok(Ok(total)) => Ok(total),
-        Ok(Err(e)) => Err(journal_error(e)),
+        Ok(Err(e)) => Err(journal_error_before_send(journal.path(), e)),
         Err(e) => Err(journal_error(e)),
     }
 }
@@ -209,20 +209,46 @@ fn prepare(global: &Global, job: &JobArgs, input: Option<&InputArgs>) -> Result<
 
 /// The journal for writing, with the lock that makes this process its only writer.
 pub(super) fn open_for_write(path: &Path) -> Result<(JournalLock, Journal), u8> {
+    // Before the lock file is made beside it: a directory, a device or a damaged file
+    // is rejected without leaving anything behind.
+    schema::check_file(path).map_err(|e| {
+        eprintln!("fleetcrypt: {e}; nothing was sent");
+        exit::USAGE
+    })?;
     let lock = JournalLock::acquire(path).map_err(|e| {
         eprintln!("fleetcrypt: {e}");
         exit::USAGE
     })?;
     let journal = Journal::open(path).map_err(|e| {
-        eprintln!("fleetcrypt: {e}");
-        exit::SOME_FAILED
+        eprintln!("fleetcrypt: {e}; nothing was sent");
+        unusable_journal_exit(&e)
     })?;
     Ok((lock, journal))
+}
+
+/// SPEC §3: an unusable journal is bad input (exit 2, nothing sent); any other
+/// journal failure is a failed run (exit 1).
+pub(super) fn unusable_journal_exit(e: &crate::journal::JournalError) -> u8 {
+    if e.is_unusable() {
+        exit::USAGE
+    } else {
+        exit::SOME_FAILED
+    }
 }
 
 fn journal_error(e: impl std::fmt::Display) -> u8 {
     eprintln!("fleetcrypt: {e}");
     exit::SOME_FAILED
+}
+
+/// A journal failure before anything was sent (import, the run record): the journal
+/// could not take the job, so nothing is sent and the exit is 2 (SPEC §3).
+fn journal_error_before_send(path: &Path, e: impl std::fmt::Display) -> u8 {
+    eprintln!(
+        "fleetcrypt: cannot write the journal {}: {e}; nothing was sent",
+        path.display()
+    );
+    exit::USAGE
 }
 
 /// `run` (with input) and `resume` (without).
@@ -276,7 +302,7 @@ async fn run_inner(global: &Global, input: Option<InputArgs>, job: JobArgs) -> R
             Some(config.settle),
         )
         .await
-        .map_err(journal_error)?;
+        .map_err(|e| journal_error_before_send(&global.journal, e))?;
     let token = CancellationToken::new();
     install_interrupt(token.clone());
     let started = Instant::now();
@@ -449,6 +475,14 @@ async fn plan_inner(global: &Global, input: InputArgs, job: JobArgs) -> Result<u
         specs,
         client,
     } = prepare(global, &job, Some(&input))?;
+    // Plan says what `run` would do; `run` would stop at an unusable journal, so plan
+    // does too (read-only: an existing journal is checked, never created or migrated).
+    if global.journal.exists() || global.journal.is_symlink() {
+        if let Err(e) = schema::open_reader(&global.journal) {
+            eprintln!("fleetcrypt: {e}; `run` would stop here, nothing was sent");
+            return Err(exit::USAGE);
+        }
+    }
     config.plan_only = true;
     let dir = tempfile::Builder::new()
         .prefix("fleetcrypt-plan")

@@ -306,7 +306,10 @@ pub fn main(cli: Cli) -> u8 {
             Command::Resume(j) => job::run(&global, None, j).await,
             Command::Status { json } => commands::status(&global, json),
             Command::Report { format, output } => commands::report(&global, format, output),
-            Command::RetryFailed { code } => commands::retry_failed(&global, code),
+            // It waits on the journal writer with blocking calls: not on a runtime thread.
+            Command::RetryFailed { code } => {
+                tokio::task::block_in_place(|| commands::retry_failed(&global, code))
+            }
             Command::Discover(a) => commands::discover(&global, a).await,
             Command::Emulator(a) => emulator_cmd::run(a).await,
             Command::Call {

@@ -56,7 +56,12 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        if self.line == 0 {
+            // The file as a whole (cannot open or read it): no line to name.
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
     }
 }
 
@@ -424,6 +429,16 @@ impl<'a> Collector<'a> {
     fn read_all(&mut self, reader: impl Read) {
         // The csv crate counts CRLF lines one short; reading LF only keeps file:line exact.
         let mut reader = BufReader::with_capacity(1 << 16, StripCr::new(reader));
+        if let Ok(head) = reader.fill_buf() {
+            if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+                self.problem(
+                    1,
+                    "the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8"
+                        .into(),
+                );
+                return;
+            }
+        }
         match sniff_csv(&mut reader) {
             Ok(true) => self.read_csv(reader),
             Ok(false) => self.read_list(reader),
@@ -493,6 +508,9 @@ impl<'a> Collector<'a> {
             self.problem(line, format!("InstanceId {id:?} {why}"));
             ok = false;
         }
+        // A bad id is quoted in the messages below (it may hold control characters).
+        let quoted = format!("{id:?}");
+        let id = if ok { id } else { quoted.as_str() };
         let pick = |v: &str, d: &Option<String>| {
             let v = v.trim();
             if v.is_empty() {
@@ -631,6 +649,7 @@ impl<'a> Collector<'a> {
     }
 
     fn read_list(&mut self, reader: BufReader<impl Read>) {
+        let mut first_line_seen: Option<u64> = None;
         for (i, line) in reader.lines().enumerate() {
             let n = i as u64 + 1;
             let line = match line {
@@ -649,6 +668,15 @@ impl<'a> Collector<'a> {
             if text.is_empty() {
                 continue;
             }
+            if first_line_seen.is_none() && (text.contains(',') || text.contains(';')) {
+                // A list line never holds a comma: this is a CSV header without the column.
+                self.problem(
+                    n,
+                    format!("this looks like a CSV header but has no InstanceId column: {text:?}"),
+                );
+                return;
+            }
+            first_line_seen = Some(n);
             let mut words = text.split_whitespace();
             let id = words.next().unwrap_or("");
             let region = words.next().unwrap_or("");

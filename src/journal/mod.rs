@@ -22,6 +22,8 @@ pub use writer::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// The journal file cannot be used at all (exit 2, SPEC §3): missing, a directory,
+    /// not a database, truncated, newer schema, unwritable, disk full.
     #[error("cannot open the journal {path}: {reason}")]
     Open { path: String, reason: String },
     #[error("journal database error: {0}")]
@@ -44,6 +46,18 @@ pub enum JournalError {
     Closed,
     #[error("another fleetcrypt process is running on the journal {path} ({holder}); wait for it, or stop it first")]
     Locked { path: String, holder: String },
+}
+
+impl JournalError {
+    /// Whether this is an unusable journal (bad input, exit 2) rather than a failure
+    /// while working on a good one.
+    pub fn is_unusable(&self) -> bool {
+        match self {
+            JournalError::Open { .. } | JournalError::Locked { .. } => true,
+            JournalError::Sql(e) => schema::is_unusable(e),
+            _ => false,
+        }
+    }
 }
 
 /// Held for the whole of a `run`, `resume` or `retry-failed`: one writer per journal.

@@ -15,6 +15,98 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_run_settle.sql"),
 ];
 
+fn unusable(path: &Path, reason: impl std::fmt::Display) -> JournalError {
+    JournalError::Open {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Whether a database error means the journal file itself is unusable (damaged,
+/// truncated, not a database, unwritable, disk full) rather than a passing failure.
+pub fn is_unusable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            DatabaseCorrupt
+                | NotADatabase
+                | CannotOpen
+                | DiskFull
+                | ReadOnly
+                | PermissionDenied
+                | SystemIoFailure
+        )
+    )
+}
+
+/// Checks what can be checked of an existing journal file before SQLite opens it,
+/// so each problem gets a message that says what it is: a directory, a file that
+/// is not an SQLite database, or one shorter than its header says (truncated).
+pub fn check_file(path: &Path) -> Result<(), JournalError> {
+    use std::io::Read;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(unusable(path, e)),
+    };
+    if meta.is_dir() {
+        return Err(unusable(path, "it is a directory, not a journal file"));
+    }
+    if !meta.is_file() {
+        return Err(unusable(path, "it is not a regular file"));
+    }
+    if meta.len() == 0 {
+        // A new, empty file (created by a previous open that stopped early).
+        return Ok(());
+    }
+    let mut header = [0u8; 100];
+    let mut f = std::fs::File::open(path).map_err(|e| unusable(path, e))?;
+    let mut n = 0;
+    while n < header.len() {
+        match f.read(&mut header[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(unusable(path, e)),
+        }
+    }
+    if n < 16 || &header[..16] != b"SQLite format 3\0" {
+        return Err(unusable(
+            path,
+            "it is not a fleetcrypt journal (not an SQLite database)",
+        ));
+    }
+    if n < 100 {
+        return Err(unusable(
+            path,
+            format!(
+                "the file is truncated ({} bytes, shorter than its header)",
+                meta.len()
+            ),
+        ));
+    }
+    let be32 =
+        |o: usize| u32::from_be_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536u64,
+        p => p as u64,
+    };
+    let pages = be32(28) as u64;
+    // The in-header size counts only when it was written with the current change counter.
+    if pages > 0 && be32(24) == be32(92) && meta.len() < pages * page_size {
+        return Err(unusable(
+            path,
+            format!(
+                "the file is truncated ({} bytes; its header says {} pages of {} bytes)",
+                meta.len(),
+                pages,
+                page_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates the file with mode 0600 before SQLite sees it; SQLite gives its
 /// `-wal` and `-shm` files the database file's mode.
 fn create_private(path: &Path) -> Result<(), JournalError> {
@@ -41,18 +133,23 @@ fn create_private(path: &Path) -> Result<(), JournalError> {
 }
 
 /// Opens (creating if needed) the journal for writing and brings its schema up to date.
+/// Every failure here names the journal and says what is wrong (`JournalError::Open`).
 pub fn open_writer(path: &Path) -> Result<Connection, JournalError> {
+    check_file(path)?;
     create_private(path)?;
-    let conn = Connection::open(path).map_err(|e| JournalError::Open {
-        path: path.display().to_string(),
-        reason: e.to_string(),
+    let conn = Connection::open(path).map_err(|e| unusable(path, e))?;
+    let setup = || -> Result<(), JournalError> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a committed write-ahead record survives a power cut, not only a crash.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&conn)
+    };
+    setup().map_err(|e| match e {
+        JournalError::Open { .. } => e,
+        other => unusable(path, other),
     })?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    // FULL: a committed write-ahead record survives a power cut, not only a crash.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    migrate(&conn)?;
     Ok(conn)
 }
 
@@ -64,18 +161,19 @@ pub fn open_reader(path: &Path) -> Result<Connection, JournalError> {
             reason: "no such journal (run `fleetcrypt run` first, or pass --journal)".into(),
         });
     }
+    check_file(path)?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| JournalError::Open {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    .map_err(|e| unusable(path, e))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(|e| unusable(path, e))?;
     // Readers (status, report, verify) use only columns that exist since version 1, so an
     // older journal is read as it is; a read-only connection cannot migrate it anyway.
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| unusable(path, e))?;
     if version < 1 || version as usize > MIGRATIONS.len() {
         return Err(JournalError::Open {
             path: path.display().to_string(),
