@@ -215,19 +215,27 @@ fn sigint_drains_exits_130_and_resume_completes() {
     assert!(truth.action(DESCRIBE_DB_INSTANCE_INFO).max_in_1s_window <= 20);
 }
 
-/// SIGKILL at five random moments, rerun on the same journal each time: same
-/// final result as the ground truth, nothing lost, no Open re-sent blind, the
-/// rate held across restarts, and the event chain intact.
+/// The chaos test: a 30 % mix of every Open fault (late applies included), failed
+/// reads, `Encryption: ""` after each apply and slow connection set-up, and
+/// SIGKILL at random moments (5 here; `FLEETCRYPT_CHAOS_KILLS=20` for the long
+/// run, see README), rerun on the same journal each time: same final result as
+/// the ground truth, nothing lost, no Open re-sent blind or overlapping another,
+/// the rate held across restarts, and the event chain intact.
 #[test]
 fn kill_9_at_random_moments_loses_nothing_and_resends_nothing_blind() {
+    let kills: usize = std::env::var("FLEETCRYPT_CHAOS_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let world = World::generate(&Generate {
-        count: 400,
+        count: 400.max(kills * 40),
         seed: 5,
         ..Generate::default()
     });
     let rate = 40;
     let mut cfg = fast_config(rate);
-    cfg.faults = Faults::mixed(0.2);
+    cfg.faults = Faults::mixed(0.3);
+    cfg.blank_after_apply = Duration::from_millis(200);
     let emu = EmulatorThread::start(cfg, world.clone());
     let env = Env::new(&emu.url);
     let fleet = env.write_fleet(&world);
@@ -237,9 +245,11 @@ fn kill_9_at_random_moments_loses_nothing_and_resends_nothing_blind() {
         .unwrap_or_else(rand::random);
     eprintln!("kill moments seed {seed} (FLEETCRYPT_TEST_SEED to repeat)");
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
-    for round in 0..5 {
+    let mut killed = 0;
+    for round in 0..kills {
         let mut c = env.cmd(SECRET_KEY);
-        c.args(run_args(&fleet, rate))
+        c.env("FLEETCRYPT_FAULT_CONNECT_DELAY_MS", "100")
+            .args(run_args(&fleet, rate))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = c.spawn().unwrap();
@@ -251,6 +261,7 @@ fn kill_9_at_random_moments_loses_nothing_and_resends_nothing_blind() {
         }
         child.kill().unwrap(); // SIGKILL
         let _ = child.wait();
+        killed += 1;
         eprintln!("round {round}: killed after {ms} ms");
     }
     let mut c = env.cmd(SECRET_KEY);
@@ -305,6 +316,19 @@ fn kill_9_at_random_moments_loses_nothing_and_resends_nothing_blind() {
     v.args(["journal", "verify"]);
     let o = output(v);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    eprintln!(
+        "chaos: {killed}/{kills} kills, {} instances, 0 lost, 0 pending, {} blind / {} overlapping Opens, {} Opens on encrypted, busiest second {:?} (rate {rate}), chain: {}",
+        instances.len(),
+        truth.total_blind_open_calls(),
+        truth.total_overlapping_open_calls(),
+        truth.total_open_calls_when_encrypted(),
+        truth
+            .actions
+            .iter()
+            .map(|(a, t)| (a.as_str(), t.max_in_1s_window))
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&o.stdout).trim()
+    );
 }
 
 #[test]
