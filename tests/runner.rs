@@ -436,3 +436,66 @@ async fn recovery_waits_for_the_longest_settle_any_run_used() {
     assert_eq!((state.as_str(), attempts), ("encrypted", 2));
     assert_eq!(emu.truth().total_blind_open_calls(), 0);
 }
+
+/// The last allowed attempt hangs past the client's timeout and the backend
+/// applies it at the end of the hang. The early read (before the attempt has
+/// settled) says NO; that NO must not end the instance as failed ("attempts
+/// exhausted") while the server is still working: only a settled read decides,
+/// and it says YES.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsettled_no_never_fails_the_last_attempt() {
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(
+        "cdb-late0001",
+        "ap-guangzhou",
+    ));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.faults.hang_late = 1.0;
+    // Applied 2.0–2.4 s after the send: well after the early read (client timeout
+    // 1 s + 200 ms), well before the settled one (3.5 s).
+    cfg.hang_for = Duration::from_secs(2);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    // One attempt: a NO that counted would end the instance at once.
+    config.max_attempts = 1;
+    config.settle = Duration::from_millis(3500);
+    runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, code): (String, Option<String>) = conn
+        .query_row("SELECT state, last_error_code FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(
+        state, "encrypted",
+        "ended {state} ({code:?}) on a NO read while the attempt was still being worked on"
+    );
+    let truth = emu.truth();
+    let t = &truth.instances["cdb-late0001"];
+    assert!(t.encrypted, "the hung Open never applied: {t:?}");
+    assert_eq!(t.open_calls, 1, "{t:?}");
+    // The scenario did what it says: a NO was read before the attempt settled.
+    let early_no: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'ReadNotEncrypted' AND detail IS NULL AND attempt = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(early_no >= 1, "no NO was read before the attempt settled");
+}

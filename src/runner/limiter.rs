@@ -260,6 +260,22 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_gate_admits_rate_per_sliding_second_plus_margin() {
+        // The last word before the server: whatever the dispatcher let through,
+        // a 21st request waits until the 1st has left the window (1 s + margin).
+        let g = WireGate::new(20, Duration::from_millis(10));
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert!(g.try_admit(t0).is_ok());
+        for i in 1..20 {
+            assert!(g.try_admit(ms(100)).is_ok(), "refused at {i}");
+        }
+        assert_eq!(g.try_admit(ms(500)), Err(ms(1010)));
+        assert!(g.try_admit(ms(1010)).is_ok());
+        assert_eq!(g.try_admit(ms(1010)), Err(ms(1110)));
+    }
+
+    #[test]
     fn high_rates_are_not_capped_by_timer_resolution() {
         // At 10 000/s the pacer must let 20 ms worth through at once: a runtime timer
         // that wakes every 1 ms would otherwise cap a bucket near 1 000/s.
