@@ -289,6 +289,107 @@ mod tests {
         assert!(l.try_acquire().is_err());
     }
 
+    /// Drives `Limiter::try_acquire` in a tight loop on real time for `run` and
+    /// returns, for each grant, instants taken just before and just after the call
+    /// (the grant's own time lies between). No sleeping: a late caller would hide a leak.
+    fn grants_in_tight_loop(rate: u32, margin: Duration, run: Duration) -> Vec<(Instant, Instant)> {
+        let mut l = Limiter::new(rate, margin);
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        loop {
+            let before = Instant::now();
+            if before.duration_since(start) >= run {
+                break;
+            }
+            if l.try_acquire().is_ok() {
+                sent.push((before, Instant::now()));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        sent
+    }
+
+    /// The most grants certainly inside one sliding second: grant j counts in the
+    /// window opened by grant i only if j's latest possible time is less than one
+    /// second after i's earliest, so a preempted test thread cannot fake a breach.
+    fn max_certainly_in_1s(sent: &[(Instant, Instant)]) -> usize {
+        let second = Duration::from_secs(1);
+        let mut max = 0;
+        for (i, (before_i, _)) in sent.iter().enumerate() {
+            let n = sent[i..]
+                .iter()
+                .take_while(|(_, after_j)| *after_j < *before_i + second)
+                .count();
+            max = max.max(n);
+        }
+        max
+    }
+
+    #[test]
+    fn the_full_limiter_never_lets_rate_plus_one_into_a_sliding_second() {
+        // The pacer alone lets a burst plus `rate` requests into some second, so only
+        // the sliding log keeps this at `rate`. Low-rate tests cannot see a missing
+        // `record` or a `<=` in `next_free`: their callers are slower than the pacer.
+        for rate in [100u32, 1000] {
+            for margin in [Duration::ZERO, Duration::from_millis(10)] {
+                let sent = grants_in_tight_loop(rate, margin, Duration::from_millis(1500));
+                let max = max_certainly_in_1s(&sent);
+                assert!(
+                    max <= rate as usize,
+                    "rate {rate} margin {margin:?}: {max} grants in one sliding second"
+                );
+                // And it is not vacuous: the loop did reach the rate.
+                assert!(
+                    max >= rate as usize / 2,
+                    "rate {rate} margin {margin:?}: only {max} grants in the busiest second"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn throttling_halves_the_cap_and_each_quiet_two_seconds_adds_one_back() {
+        let mut l = Limiter::new(100, Duration::from_millis(10));
+        l.throttled();
+        assert_eq!(l.current_cap(), 50);
+        assert_eq!(l.log.cap, 50, "the sliding log must take the halved cap");
+        l.throttled();
+        assert_eq!(l.current_cap(), 25);
+        assert_eq!(l.log.cap, 25);
+        let t = l.last_change;
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let mut caps = Vec::new();
+        for at in [
+            ms(1999),
+            s(2),
+            s(3),
+            ms(3999),
+            s(4),
+            s(7),
+            s(9),
+        ] {
+            l.recover(t + at);
+            caps.push(l.current_cap());
+            assert_eq!(l.log.cap, l.current_cap() as usize);
+        }
+        assert_eq!(caps, vec![25, 26, 26, 26, 27, 28, 29]);
+        // Never past the configured rate, however long the quiet.
+        let mut at = t + s(9);
+        for _ in 0..200 {
+            at += s(2);
+            l.recover(at);
+        }
+        assert_eq!(l.current_cap(), 100);
+        assert_eq!(l.log.cap, 100);
+        // Down to 1 at the least.
+        for _ in 0..10 {
+            l.throttled();
+        }
+        assert_eq!(l.current_cap(), 1);
+    }
+
     #[test]
     fn limiter_paces_and_backs_off() {
         let mut l = Limiter::new(20, Duration::from_millis(10));
