@@ -259,3 +259,167 @@ async fn rate_window_from_send_times() {
     let m = read::max_requests_in_1s_window(&conn).unwrap();
     assert_eq!(m["DescribeDBInstanceInfo"], 20);
 }
+
+/// A journal of four events; event 3 carries a call record with every optional field set.
+async fn four_event_journal(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("j.db");
+    let j = Journal::open(&path).unwrap();
+    j.import(vec![spec("cdb-aaaa0001"), spec("cdb-aaaa0002")])
+        .await
+        .unwrap();
+    let mut c = change(
+        "cdb-aaaa0001",
+        Fact::EncryptionRead {
+            encrypted: true,
+            settled: true,
+        },
+        5,
+    );
+    if let Some(call) = c.call.as_mut() {
+        call.error_code = Some("E".into());
+        call.error_message = Some("m".into());
+    }
+    j.apply(c).await.unwrap();
+    j.import(vec![spec("cdb-aaaa0003")]).await.unwrap();
+    drop(j);
+    let conn = schema::open_reader(&path).unwrap();
+    assert!(matches!(
+        chain::verify(&conn).unwrap(),
+        ChainReport::Intact { events: 4, .. }
+    ));
+    path
+}
+
+/// A writable copy with the append-only triggers dropped.
+fn tamperable_copy(path: &std::path::Path, name: &str) -> rusqlite::Connection {
+    let copy = path.with_file_name(format!("{name}.db"));
+    std::fs::copy(path, &copy).unwrap();
+    let c = rusqlite::Connection::open(&copy).unwrap();
+    c.execute_batch("DROP TRIGGER events_are_append_only_update; DROP TRIGGER events_are_append_only_delete;").unwrap();
+    c
+}
+
+fn read_event(c: &rusqlite::Connection, id: i64) -> (chain::EventRow, String) {
+    c.query_row(
+        &format!(
+            "SELECT {}, prev_hash FROM events WHERE id = ?1",
+            chain::EVENT_COLUMNS
+        ),
+        [id],
+        |r| Ok((chain::event_from_row(r)?, r.get::<_, String>(16)?)),
+    )
+    .unwrap()
+}
+
+/// Re-hashes event `id` with the chain's own function (so its per-row check holds)
+/// and, if `relink`, stores that hash as the next event's prev_hash too.
+fn rehash(c: &rusqlite::Connection, id: i64, relink: bool) {
+    let (ev, prev) = read_event(c, id);
+    let h = ev.hash(&prev);
+    c.execute("UPDATE events SET hash = ?1 WHERE id = ?2", rusqlite::params![h, id])
+        .unwrap();
+    if relink {
+        c.execute(
+            "UPDATE events SET prev_hash = ?1 WHERE id = ?2",
+            rusqlite::params![h, id + 1],
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_edit_of_any_hashed_field_is_named_at_its_event() {
+    // Every field must be in the hashed content: leaving one out lets that edit pass.
+    let dir = tempfile::tempdir().unwrap();
+    let path = four_event_journal(dir.path()).await;
+    let text = [
+        "instance_id",
+        "kind",
+        "from_state",
+        "to_state",
+        "action",
+        "endpoint",
+        "request_id",
+        "error_code",
+        "error_message",
+        "detail",
+    ];
+    let ints = ["at_ms", "run_id", "sent_at_ms", "latency_ms", "attempt"];
+    let edits = text
+        .iter()
+        .map(|f| format!("UPDATE events SET {f} = COALESCE({f}, '') || 'x' WHERE id = 3"))
+        .chain(
+            ints.iter()
+                .map(|f| format!("UPDATE events SET {f} = COALESCE({f}, 0) + 1 WHERE id = 3")),
+        );
+    for sql in edits {
+        let c = tamperable_copy(&path, &format!("f{}", sql.len()));
+        c.execute_batch(&sql).unwrap();
+        match chain::verify(&c).unwrap() {
+            ChainReport::Broken {
+                event_id,
+                reason,
+                events_checked,
+            } => {
+                assert_eq!(event_id, 3, "{sql}");
+                assert_eq!(events_checked, 2, "{sql}");
+                assert!(reason.contains("edited"), "{sql}: {reason}");
+            }
+            r => panic!("{sql}: not detected: {r:?}"),
+        }
+    }
+    // The id itself: a moved last row is named by its new id.
+    let c = tamperable_copy(&path, "id");
+    c.execute_batch("UPDATE events SET id = 7 WHERE id = 4").unwrap();
+    match chain::verify(&c).unwrap() {
+        ChainReport::Broken { event_id, .. } => assert_eq!(event_id, 7),
+        r => panic!("id edit not detected: {r:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_rehashed_edit_still_breaks_the_chain_at_the_next_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = four_event_journal(dir.path()).await;
+
+    // Edit event 2, re-hash it: its own check holds, the next event's link does not.
+    let c = tamperable_copy(&path, "r1");
+    c.execute_batch("UPDATE events SET kind = 'VerifiedEncrypted' WHERE id = 2")
+        .unwrap();
+    rehash(&c, 2, false);
+    match chain::verify(&c).unwrap() {
+        ChainReport::Broken {
+            event_id, reason, ..
+        } => {
+            assert_eq!(event_id, 3);
+            assert!(reason.contains("prev_hash"), "{reason}");
+        }
+        r => panic!("re-hashed edit not detected: {r:?}"),
+    }
+
+    // Also rewrite the next event's stored prev_hash: only prev_hash being part of
+    // event 3's hashed content can catch this (kills "prev_hash left out").
+    let c = tamperable_copy(&path, "r2");
+    c.execute_batch("UPDATE events SET kind = 'VerifiedEncrypted' WHERE id = 2")
+        .unwrap();
+    rehash(&c, 2, true);
+    match chain::verify(&c).unwrap() {
+        ChainReport::Broken {
+            event_id, reason, ..
+        } => {
+            assert_eq!(event_id, 3);
+            assert!(reason.contains("edited"), "{reason}");
+        }
+        r => panic!("re-hashed and re-linked edit not detected: {r:?}"),
+    }
+
+    // The same with `detail` alone (kills "detail left out of the hashed content").
+    let c = tamperable_copy(&path, "r3");
+    c.execute_batch("UPDATE events SET detail = COALESCE(detail, '') || 'forged' WHERE id = 3")
+        .unwrap();
+    rehash(&c, 3, true);
+    match chain::verify(&c).unwrap() {
+        ChainReport::Broken { event_id, .. } => assert_eq!(event_id, 4),
+        r => panic!("re-hashed detail edit not detected: {r:?}"),
+    }
+}
