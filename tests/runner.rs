@@ -499,3 +499,112 @@ async fn an_unsettled_no_never_fails_the_last_attempt() {
         .unwrap();
     assert!(early_no >= 1, "no NO was read before the attempt settled");
 }
+
+/// The server's Open quota is lower than the client's `--rate` (another client
+/// shares it): Opens are answered `RequestLimitExceeded`, documented as not
+/// carried out. Each is journaled as a rejected attempt, a fresh settled `NO` is
+/// read before the re-send, nothing is sent blind, and every instance still ends
+/// encrypted. (Kills a runner that re-sends a rejected Open without the read, or
+/// that treats the rejection as ambiguous or as a failure.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_opens_are_reread_and_resent_until_encrypted() {
+    let world = World::generate(&Generate {
+        count: 24,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 11,
+        ..Generate::default()
+    });
+    let specs = specs_of(&world);
+    let n = specs.len();
+    let rate = 20;
+    let mut cfg = fast_config(rate);
+    cfg.rate_limits
+        .insert(OPEN_DB_INSTANCE_ENCRYPTION.to_string(), 3);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, rate);
+    config.max_attempts = 50;
+    config.retry_backoff = runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
+    let stop = runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let truth = emu.truth();
+    let open = truth.action(OPEN_DB_INSTANCE_ENCRYPTION);
+    assert!(open.throttled > 0, "no Open was refused: {open:?}");
+    assert_eq!(open.accepted, n as u64, "{open:?}");
+    assert_eq!(truth.total_open_calls(), n as u64);
+    assert_eq!(
+        (
+            truth.total_blind_open_calls(),
+            truth.total_overlapping_open_calls(),
+            truth.total_open_calls_when_encrypted()
+        ),
+        (0, 0, 0),
+        "blind, overlapping Opens, Opens on encrypted instances"
+    );
+    for (id, t) in &truth.instances {
+        assert!(t.encrypted, "{id} not encrypted: {t:?}");
+    }
+
+    let conn = schema::open_reader(&path).unwrap();
+    let states: Vec<String> = conn
+        .prepare("SELECT state FROM instances")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(states.len(), n);
+    assert!(states.iter().all(|s| s == "encrypted"), "{states:?}");
+    let rejected: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'AttemptAnswered' AND detail = 'rejected' AND error_code LIKE 'RequestLimitExceeded%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        rejected as u64, open.throttled,
+        "every refused Open journaled as a rejected attempt"
+    );
+    // Per instance, in journal order: after a rejected attempt, a settled NO comes
+    // before the next AttemptWritten.
+    let mut stmt = conn
+        .prepare("SELECT instance_id, kind, detail FROM events WHERE instance_id IS NOT NULL ORDER BY id")
+        .unwrap();
+    let rows: Vec<(String, String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut need_no: std::collections::HashMap<String, bool> = Default::default();
+    let mut resends = 0;
+    for (id, kind, detail) in rows {
+        let need = need_no.entry(id.clone()).or_insert(false);
+        match (kind.as_str(), detail.as_deref()) {
+            ("AttemptAnswered", Some("rejected")) => *need = true,
+            ("ReadNotEncrypted", Some("settled")) => *need = false,
+            ("AttemptWritten", _) => {
+                assert!(!*need, "{id}: Open re-sent after a rejection without a settled NO");
+                resends += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(resends as u64, n as u64 + open.throttled);
+}
