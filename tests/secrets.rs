@@ -15,8 +15,40 @@ use common::*;
 use fleetcrypt::api::Secret;
 use fleetcrypt::emulator::{Faults, Generate, World};
 
-const LEAKY_KEY: &str = "SeCrEtKeY-do-not-leak-7f3a9";
-const LEAKY_TOKEN: &str = "ToKeN-do-not-leak-42c1";
+// Every 4-character window holds an unusual symbol next to mixed-case letters and
+// digits, so no window turns up in harmless text (hex hashes, ids, JSON, English),
+// and a partial leak — say the first four characters — is caught.
+const LEAKY_KEY: &str = "Qz7#Vx9!Kp2$Wm4%Jq";
+// Header-safe (visible ASCII tchars) so it can travel as X-TC-Token.
+const LEAKY_TOKEN: &str = "Tk8~Rw3^Yh6*Gd1@Lf";
+
+/// Every 4-character substring of `secret`.
+fn windows4(secret: &str) -> Vec<String> {
+    secret
+        .as_bytes()
+        .windows(4)
+        .map(|w| String::from_utf8(w.to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_4_char_window_of_the_secrets_is_unusual() {
+    for s in [LEAKY_KEY, LEAKY_TOKEN] {
+        for w in windows4(s) {
+            assert!(
+                w.bytes().any(|b| b.is_ascii_punctuation()),
+                "{w:?} of {s:?} could turn up by chance"
+            );
+        }
+    }
+    // A redacted Secret shows none of them.
+    for s in [LEAKY_KEY, LEAKY_TOKEN] {
+        let shown = format!("{:?} {}", Secret::new(s), Secret::new(s));
+        for w in windows4(s) {
+            assert!(!shown.contains(&w), "{w:?} shown: {shown}");
+        }
+    }
+}
 
 fn base64(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::new();
@@ -93,6 +125,10 @@ impl Scan {
         for (what, secret) in [("SecretKey", LEAKY_KEY), ("token", LEAKY_TOKEN)] {
             for (form, text) in forms(secret) {
                 needles.push((format!("{what} ({form})"), text));
+            }
+            // A partial leak: any 4 characters of it, in order.
+            for w in windows4(secret) {
+                needles.push((format!("{what} (4 characters {w:?})"), w));
             }
         }
         Scan {
