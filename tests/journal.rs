@@ -295,7 +295,10 @@ fn tamperable_copy(path: &std::path::Path, name: &str) -> rusqlite::Connection {
     let copy = path.with_file_name(format!("{name}.db"));
     std::fs::copy(path, &copy).unwrap();
     let c = rusqlite::Connection::open(&copy).unwrap();
-    c.execute_batch("DROP TRIGGER events_are_append_only_update; DROP TRIGGER events_are_append_only_delete;").unwrap();
+    c.execute_batch(
+        "DROP TRIGGER events_are_append_only_update; DROP TRIGGER events_are_append_only_delete;",
+    )
+    .unwrap();
     c
 }
 
@@ -316,8 +319,11 @@ fn read_event(c: &rusqlite::Connection, id: i64) -> (chain::EventRow, String) {
 fn rehash(c: &rusqlite::Connection, id: i64, relink: bool) {
     let (ev, prev) = read_event(c, id);
     let h = ev.hash(&prev);
-    c.execute("UPDATE events SET hash = ?1 WHERE id = ?2", rusqlite::params![h, id])
-        .unwrap();
+    c.execute(
+        "UPDATE events SET hash = ?1 WHERE id = ?2",
+        rusqlite::params![h, id],
+    )
+    .unwrap();
     if relink {
         c.execute(
             "UPDATE events SET prev_hash = ?1 WHERE id = ?2",
@@ -370,7 +376,8 @@ async fn an_edit_of_any_hashed_field_is_named_at_its_event() {
     }
     // The id itself: a moved last row is named by its new id.
     let c = tamperable_copy(&path, "id");
-    c.execute_batch("UPDATE events SET id = 7 WHERE id = 4").unwrap();
+    c.execute_batch("UPDATE events SET id = 7 WHERE id = 4")
+        .unwrap();
     match chain::verify(&c).unwrap() {
         ChainReport::Broken { event_id, .. } => assert_eq!(event_id, 7),
         r => panic!("id edit not detected: {r:?}"),

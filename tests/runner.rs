@@ -529,7 +529,8 @@ async fn rejected_opens_are_reread_and_resent_until_encrypted() {
     journal.import(specs).await.unwrap();
     let mut config = run_config(&emu.url, rate);
     config.max_attempts = 50;
-    config.retry_backoff = runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
+    config.retry_backoff =
+        runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
     let stop = runner::run(
         &journal,
         &client(config.timeout),
@@ -600,7 +601,10 @@ async fn rejected_opens_are_reread_and_resent_until_encrypted() {
             ("AttemptAnswered", Some("rejected")) => *need = true,
             ("ReadNotEncrypted", Some("settled")) => *need = false,
             ("AttemptWritten", _) => {
-                assert!(!*need, "{id}: Open re-sent after a rejection without a settled NO");
+                assert!(
+                    !*need,
+                    "{id}: Open re-sent after a rejection without a settled NO"
+                );
                 resends += 1;
             }
             _ => {}

@@ -361,15 +361,7 @@ mod tests {
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         let mut caps = Vec::new();
-        for at in [
-            ms(1999),
-            s(2),
-            s(3),
-            ms(3999),
-            s(4),
-            s(7),
-            s(9),
-        ] {
+        for at in [ms(1999), s(2), s(3), ms(3999), s(4), s(7), s(9)] {
             l.recover(t + at);
             caps.push(l.current_cap());
             assert_eq!(l.log.cap, l.current_cap() as usize);
