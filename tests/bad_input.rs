@@ -20,18 +20,6 @@ use std::process::{Command, Stdio};
 use common::*;
 use fleetcrypt::emulator::{Instance, World};
 
-/// The emulator of `fast_config` works on an Open for at most 400 ms + a 1.5 s hang.
-const FAST: &[&str] = &[
-    "--timeout",
-    "1s",
-    "--settle",
-    "2500ms",
-    "--allow-short-settle",
-    "--verify-deadline",
-    "5s",
-    "--yes",
-];
-
 /// A bad file: (name in tests/data/bad/, line the message names (0: the file as a
 /// whole), a substring of the problem).
 const BAD: &[(&str, u64, &str)] = &[

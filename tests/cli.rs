@@ -11,19 +11,6 @@ use common::*;
 use fleetcrypt::api::cdb::*;
 use fleetcrypt::emulator::{Faults, Generate, World};
 
-/// The emulator of `fast_config` works on an Open for at most 400 ms + a 1.5 s
-/// hang: a 2.5 s settle window covers it.
-const FAST: &[&str] = &[
-    "--timeout",
-    "1s",
-    "--settle",
-    "2500ms",
-    "--allow-short-settle",
-    "--verify-deadline",
-    "5s",
-    "--yes",
-];
-
 fn run_args(fleet: &Path, rate: u32) -> Vec<String> {
     let mut v = vec![
         "run".to_string(),

@@ -151,17 +151,6 @@ impl Scan {
     }
 }
 
-const FAST: &[&str] = &[
-    "--timeout",
-    "1s",
-    "--settle",
-    "2500ms",
-    "--allow-short-settle",
-    "--verify-deadline",
-    "5s",
-    "--yes",
-];
-
 #[test]
 fn no_secret_reaches_any_file_or_output() {
     let world = World::generate(&Generate {

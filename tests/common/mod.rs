@@ -98,6 +98,19 @@ pub fn specs_of(world: &World) -> Vec<InstanceSpec> {
         .collect()
 }
 
+/// Run flags that match [`fast_config`]: its emulator works on an Open for at
+/// most 400 ms + a 1.5 s hang, which a 2.5 s settle window covers.
+pub const FAST: &[&str] = &[
+    "--timeout",
+    "1s",
+    "--settle",
+    "2500ms",
+    "--allow-short-settle",
+    "--verify-deadline",
+    "5s",
+    "--yes",
+];
+
 /// Fast timings for tests: Open up to 400 ms, reads up to 20 ms, hangs 1.5 s.
 pub fn fast_config(rate: u32) -> EmulatorConfig {
     use fleetcrypt::api::cdb::*;
