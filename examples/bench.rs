@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use fleetcrypt::api::{Client, ClientOptions, Credentials, Endpoint, Service};
 use fleetcrypt::input::InstanceSpec;
-use fleetcrypt::journal::{schema, CallRecord, Change, Disposition, Fact, Journal};
+use fleetcrypt::journal::{schema, CallRecord, Change, Fact, Journal};
+use fleetcrypt::model::{Action, Disposition};
 
 const ID: &str = "AKIDbench0123456789";
 const KEY: &str = "bench-secret-key";
@@ -527,7 +528,7 @@ fn report(n: usize) {
         let j = Journal::open(&path).unwrap();
         let specs: Vec<InstanceSpec> = (0..n)
             .map(|i| InstanceSpec {
-                id: format!("cdb-{i:08}"),
+                id: format!("cdb-{i:08}").parse().unwrap(),
                 region: "ap-guangzhou".into(),
                 key_id: None,
                 key_region: None,
@@ -536,19 +537,16 @@ fn report(n: usize) {
             })
             .collect();
         j.import(specs).await.unwrap();
-        let call = |action: &str, t: i64| CallRecord {
-            action: action.into(),
-            endpoint: "cdb.ap-guangzhou.tencentcloudapi.com".into(),
-            sent_at_ms: t,
+        let call = |action: Action, t: i64| CallRecord {
             latency_ms: 40,
             request_id: Some(uuid::Uuid::new_v4().to_string()),
-            ..CallRecord::default()
+            ..CallRecord::new(action, "cdb.ap-guangzhou.tencentcloudapi.com", t)
         };
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..n {
             let j = j.clone();
             let t0 = 1_700_000_000_000 + (i as i64) * 100;
-            let id = format!("cdb-{i:08}");
+            let id: fleetcrypt::model::InstanceId = format!("cdb-{i:08}").parse().unwrap();
             let c = call;
             tasks.spawn(async move {
                 let ch = |fact, call: Option<CallRecord>, at| Change {
@@ -563,7 +561,7 @@ fn report(n: usize) {
                         encrypted: false,
                         settled: true,
                     },
-                    Some(c("DescribeDBInstanceInfo", t0)),
+                    Some(c(Action::DescribeDBInstanceInfo, t0)),
                     t0,
                 ))
                 .await
@@ -584,7 +582,7 @@ fn report(n: usize) {
                         next_attempt_at_ms: None,
                         kms_error: false,
                     },
-                    Some(c("OpenDBInstanceEncryption", t0 + 60)),
+                    Some(c(Action::OpenDBInstanceEncryption, t0 + 60)),
                     t0 + 5000,
                 ))
                 .await
@@ -594,7 +592,7 @@ fn report(n: usize) {
                         encrypted: true,
                         settled: true,
                     },
-                    Some(c("DescribeDBInstanceInfo", t0 + 5100)),
+                    Some(c(Action::DescribeDBInstanceInfo, t0 + 5100)),
                     t0 + 5100,
                 ))
                 .await

@@ -15,6 +15,6 @@ pub mod cli;
 pub mod emulator;
 pub mod input;
 pub mod journal;
+pub mod model;
 pub mod report;
 pub mod runner;
-pub mod window;

@@ -25,7 +25,8 @@ use fleetcrypt::api::kms::DESCRIBE_KEY;
 use fleetcrypt::api::{Client, ClientOptions, Credentials, EndpointPolicy};
 use fleetcrypt::emulator::{BadAnswer, BadAnswerKind, Instance, World};
 use fleetcrypt::input::InstanceSpec;
-use fleetcrypt::journal::{read, schema, Journal, State};
+use fleetcrypt::journal::{read, schema, Journal};
+use fleetcrypt::model::State;
 use fleetcrypt::runner::{self, Counters, RunConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -90,7 +91,7 @@ fn fleet() -> (World, Vec<InstanceSpec>, Vec<(String, Expect)>) {
         }
         world.add_instance(inst);
         specs.push(InstanceSpec {
-            id: id.to_string(),
+            id: id.parse().unwrap(),
             region: REGION.to_string(),
             key_id: key.map(str::to_string),
             key_region: key.map(|_| REGION.to_string()),
@@ -171,14 +172,14 @@ async fn case(kind: BadAnswerKind, action: &'static str) {
     let conn = schema::open_reader(&path).unwrap();
     let mut rows = std::collections::BTreeMap::new();
     read::for_each_instance(&conn, |row| {
-        rows.insert(row.instance_id.clone(), row);
+        rows.insert(row.instance_id.to_string(), row);
         Ok(())
     })
     .unwrap()
     .unwrap();
     for (id, e) in &expect {
         let row = &rows[id];
-        let t = &truth.instances[id];
+        let t = &truth.instances[id.as_str()];
         let what = format!(
             "{name}: {id} ({e:?}) ended {} ({:?}: {:?}); truth encrypted={} opens={}",
             row.state, row.last_error_code, row.last_error_message, t.encrypted, t.open_calls

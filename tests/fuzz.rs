@@ -186,7 +186,7 @@ fn expected(f: &Fleet) -> Vec<InstanceSpec> {
         .iter()
         .enumerate()
         .map(|(i, r)| InstanceSpec {
-            id: r.id.clone(),
+            id: r.id.parse().unwrap(),
             region: r.region.clone(),
             key_id: r.key.as_ref().map(|k| k.0.clone()),
             key_region: r.key.as_ref().map(|k| k.1.clone()),
@@ -307,7 +307,7 @@ proptest! {
             Ok(rows) => {
                 prop_assert!(!rows.is_empty());
                 for r in rows {
-                    prop_assert!(r.id.starts_with("cdb-") && r.id.len() == 12, "{r:?}");
+                    prop_assert!(r.id.as_str().starts_with("cdb-") && r.id.as_str().len() == 12, "{r:?}");
                     prop_assert!(input::is_known_region(&r.region), "{r:?}");
                     prop_assert_eq!(r.key_id.is_some(), r.key_region.is_some());
                 }

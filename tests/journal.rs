@@ -3,13 +3,13 @@
 
 use fleetcrypt::input::InstanceSpec;
 use fleetcrypt::journal::{
-    chain, read, schema, CallRecord, ChainReport, Change, Disposition, Fact, Journal, JournalError,
-    JournalLock, State,
+    chain, read, schema, CallRecord, ChainReport, Change, Fact, Journal, JournalError, JournalLock,
 };
+use fleetcrypt::model::{Disposition, State};
 
 fn spec(id: &str) -> InstanceSpec {
     InstanceSpec {
-        id: id.into(),
+        id: id.parse().unwrap(),
         region: "ap-guangzhou".into(),
         key_id: None,
         key_region: None,
@@ -20,11 +20,11 @@ fn spec(id: &str) -> InstanceSpec {
 
 fn change(id: &str, fact: Fact, sent_at_ms: i64) -> Change {
     Change {
-        instance_id: id.into(),
+        instance_id: id.parse().unwrap(),
         fact,
         run_id: None,
         call: Some(CallRecord {
-            action: "DescribeDBInstanceInfo".into(),
+            action: fleetcrypt::model::Action::DescribeDBInstanceInfo,
             endpoint: "e".into(),
             sent_at_ms,
             latency_ms: 3,

@@ -11,7 +11,8 @@ use common::*;
 use fleetcrypt::api::cdb::*;
 use fleetcrypt::api::{Client, ClientOptions, Credentials, EndpointPolicy};
 use fleetcrypt::emulator::{Faults, Generate, World};
-use fleetcrypt::journal::{read, schema, Journal, State};
+use fleetcrypt::journal::{read, schema, Journal};
+use fleetcrypt::model::{Action, State};
 use fleetcrypt::runner::{self, Counters, RunConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -89,7 +90,7 @@ async fn mixed_faults_end_in_ground_truth() {
     for (id, row) in &states {
         *by_state.entry(row.state).or_insert(0) += 1;
         assert!(row.state.is_terminal(), "{id} left {}", row.state);
-        let t = &truth.instances[id];
+        let t = &truth.instances[id.as_str()];
         match row.state {
             State::Encrypted => assert!(t.encrypted, "{id} journaled encrypted but is not"),
             State::AlreadyEncrypted => {
@@ -212,7 +213,7 @@ async fn regional_endpoints_each_get_their_own_quota() {
         .iter()
         .filter(|(_, a, _)| a == DESCRIBE_DB_INSTANCE_INFO)
         .map(|(_, _, t)| *t as u64);
-    let combined = fleetcrypt::window::max_in_window(describe_times, 1000);
+    let combined = fleetcrypt::model::max_in_window(describe_times, 1000);
     assert!(
         combined > rate as usize,
         "three quotas together should exceed one: {combined}"
@@ -368,17 +369,12 @@ async fn recovery_waits_for_the_longest_settle_any_run_used() {
         )
         .await
         .unwrap();
-    let at = fleetcrypt::journal::now_ms();
+    let at = fleetcrypt::model::now_ms();
     let change = |fact| Change {
-        instance_id: "cdb-crash001".into(),
+        instance_id: "cdb-crash001".parse().unwrap(),
         fact,
         run_id: None,
-        call: Some(CallRecord {
-            action: DESCRIBE_DB_INSTANCE_INFO.into(),
-            endpoint: "x".into(),
-            sent_at_ms: at,
-            ..CallRecord::default()
-        }),
+        call: Some(CallRecord::new(Action::DescribeDBInstanceInfo, "x", at)),
         at_ms: at,
     };
     journal
@@ -400,7 +396,7 @@ async fn recovery_waits_for_the_longest_settle_any_run_used() {
     // The resume, with a much shorter settle window.
     let config = run_config(&emu.url, 20);
     assert_eq!(config.settle, Duration::from_millis(2500));
-    let started = fleetcrypt::journal::now_ms();
+    let started = fleetcrypt::model::now_ms();
     runner::run(
         &journal,
         &client(config.timeout),

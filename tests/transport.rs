@@ -308,7 +308,7 @@ async fn waiting_at_the_gate_is_not_part_of_the_request() {
     assert!(admitted >= before + Duration::from_millis(800));
     assert!(r.sent_at >= admitted);
     assert!(r.latency < Duration::from_millis(300), "{:?}", r.latency);
-    let wall_now = fleetcrypt::api::client::unix_ms(std::time::SystemTime::now());
+    let wall_now = fleetcrypt::model::unix_ms(std::time::SystemTime::now());
     assert!(wall_now - r.sent_at_ms < 300, "sent_at_ms is the wire time");
     assert_eq!(emu.ground_truth().signature_failures, 0);
 }
@@ -455,7 +455,7 @@ async fn the_request_carries_the_signed_host() {
     );
     assert_eq!(header("x-tc-region").as_deref(), Some("ap-guangzhou"));
     let ts: i64 = header("x-tc-timestamp").unwrap().parse().unwrap();
-    let now = fleetcrypt::api::client::unix_ms(std::time::SystemTime::now()) / 1000;
+    let now = fleetcrypt::model::unix_ms(std::time::SystemTime::now()) / 1000;
     assert!((now - ts).abs() <= 2);
     assert!(header("authorization")
         .unwrap()

@@ -4,10 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const OPEN_DB_INSTANCE_ENCRYPTION: &str = "OpenDBInstanceEncryption";
-pub const DESCRIBE_DB_INSTANCE_INFO: &str = "DescribeDBInstanceInfo";
-pub const DESCRIBE_DB_FEATURES: &str = "DescribeDBFeatures";
-pub const DESCRIBE_DB_INSTANCES: &str = "DescribeDBInstances";
+use crate::model::Action;
+
+pub const OPEN_DB_INSTANCE_ENCRYPTION: &str = Action::OpenDBInstanceEncryption.as_str();
+pub const DESCRIBE_DB_INSTANCE_INFO: &str = Action::DescribeDBInstanceInfo.as_str();
+pub const DESCRIBE_DB_FEATURES: &str = Action::DescribeDBFeatures.as_str();
+pub const DESCRIBE_DB_INSTANCES: &str = Action::DescribeDBInstances.as_str();
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]

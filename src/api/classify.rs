@@ -8,6 +8,8 @@
 //! with a read before anything else. Unknown codes fall in that class too
 //! (never guess); for reads, which are safe to repeat, they are transient.
 
+use crate::model::Code;
+
 /// Whether the call changes anything on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
@@ -41,10 +43,10 @@ impl Failure {
     pub fn code(&self) -> String {
         match self {
             Failure::Api { code, .. } => code.clone(),
-            Failure::NotSent(_) => "ClientNetworkError.NotSent".into(),
-            Failure::NoAnswer(_) => "ClientNetworkError.NoAnswer".into(),
-            Failure::BadStatus { status, .. } => format!("ServerNetworkError.Http{status}"),
-            Failure::Unreadable(_) => "ServerNetworkError.UnreadableBody".into(),
+            Failure::NotSent(_) => Code::NotSent.as_str().into(),
+            Failure::NoAnswer(_) => Code::NoAnswer.as_str().into(),
+            Failure::BadStatus { status, .. } => Code::http_status(*status),
+            Failure::Unreadable(_) => Code::UnreadableBody.as_str().into(),
         }
     }
 
@@ -200,36 +202,6 @@ pub fn after_settled_no(code: &str) -> Outcome {
 /// run must stop dispatching at once (whatever it means for this instance).
 pub fn stops_run(code: &str) -> bool {
     classify_code(code) == Outcome::RunStop
-}
-
-/// A short operator hint for an error code, used in reports and failure messages.
-pub fn hint(code: &str) -> Option<&'static str> {
-    let c = code;
-    if starts(c, "InternalError.KmsError") {
-        Some("check that the KMS key is Enabled in KeyRegion and that the role MySQL_QCSRole has the policy QcloudAccessForMySQLRole")
-    } else if starts(c, "AuthFailure.SignatureExpire") {
-        Some("the local clock differs from Tencent Cloud's by more than 5 minutes: fix NTP")
-    } else if starts(c, "AuthFailure") {
-        Some("check the SecretId/SecretKey (and token) and the account's API key status")
-    } else if starts(c, "UnauthorizedOperation") || starts(c, "AuthFailure.UnauthorizedOperation") {
-        Some("the sub-account lacks a CAM permission for this action")
-    } else if starts(c, "UnsupportedEncryption") {
-        Some("the instance does not support TDE (DescribeDBFeatures.IsSupportEncryption is false)")
-    } else if starts(c, "EncryptionNeedUpgrade") {
-        Some("upgrade the instance's kernel minor version, then run retry-failed")
-    } else if starts(c, "KmsKeyNotEnabled") {
-        Some("the custom KMS key is not Enabled: enable it or choose another key")
-    } else if starts(c, "ResourceNotFound") || starts(c, "InvalidParameter.InstanceNotFound") {
-        Some("the instance id does not exist in that region (or is not a master instance)")
-    } else if starts(c, "VerifyDeadlineExceeded") {
-        Some("the request was accepted but Encryption never read YES in time: check the console, then retry-failed")
-    } else if starts(c, "AttemptsExhausted") {
-        Some("every attempt ended without encryption: look at the last error, then retry-failed")
-    } else if starts(c, "RequestLimitExceeded") {
-        Some("another client shares the API quota: lower --rate")
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]
@@ -548,16 +520,5 @@ mod tests {
             .code(),
             "ServerNetworkError.Http502"
         );
-    }
-
-    #[test]
-    fn hints() {
-        assert!(hint("InternalError.KmsError")
-            .unwrap()
-            .contains("MySQL_QCSRole"));
-        assert!(hint("AuthFailure.SignatureExpire")
-            .unwrap()
-            .contains("clock"));
-        assert!(hint("Nope").is_none());
     }
 }

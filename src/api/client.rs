@@ -24,6 +24,7 @@ use super::credentials::Credentials;
 use super::endpoint::{Endpoint, Service};
 use super::sign;
 use super::transport::{exchange, Target, Transport};
+use crate::model::now_ms;
 
 /// Sent as `X-TC-RequestClient` (must match `^[0-9a-zA-Z-_,;.]+$`).
 pub const REQUEST_CLIENT: &str = concat!("fleetcrypt-", env!("CARGO_PKG_VERSION"));
@@ -106,12 +107,6 @@ pub struct Client {
     timeout: Duration,
 }
 
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Reads the [`CONNECT_DELAY_ENV`] value: unset, empty or 0 means no delay.
 fn connect_delay_from(value: Option<&str>) -> Result<Option<Duration>, ClientError> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
@@ -127,7 +122,7 @@ fn connect_delay_from(value: Option<&str>) -> Result<Option<Duration>, ClientErr
 
 fn not_sent<T>(message: String) -> Called<T> {
     Called {
-        sent_at_ms: unix_ms(SystemTime::now()),
+        sent_at_ms: now_ms(),
         sent_at: Instant::now(),
         latency: Duration::ZERO,
         result: Err(Failure::NotSent(message)),
@@ -405,7 +400,7 @@ impl Client {
         *req.headers_mut() = headers;
 
         let sent_at = Instant::now();
-        let sent_at_ms = unix_ms(SystemTime::now());
+        let sent_at_ms = now_ms();
         let outcome = tokio::time::timeout(self.timeout, exchange(&mut conn, req)).await;
         let latency = sent_at.elapsed();
         let result = match outcome {

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const DESCRIBE_KEY: &str = "DescribeKey";
+use crate::model::Action;
+
+pub const DESCRIBE_KEY: &str = Action::DescribeKey.as_str();
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]

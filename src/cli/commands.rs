@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 
 use super::{exit, DiscoverArgs, Global};
 use crate::api::cdb::*;
-use crate::api::classify::hint;
 use crate::api::{Client, Endpoint, Failure, Service};
-use crate::journal::{chain, read, schema, ChainReport, JournalLock, State};
+use crate::journal::{chain, read, schema, ChainReport, JournalLock};
+use crate::model::{hint, State};
 
 pub fn status(global: &Global, as_json: bool) -> u8 {
     let conn = match schema::open_reader(&global.journal) {
@@ -28,7 +28,7 @@ pub fn status(global: &Global, as_json: bool) -> u8 {
             .filter(|(s, _)| !s.is_terminal())
             .map(|(_, n)| n)
             .sum();
-        let now = crate::journal::now_ms();
+        let now = crate::model::now_ms();
         let runs = read::runs(&conn)?;
         let last = runs.last();
         // Over the last minute, or since the current run started if that is more recent.

@@ -9,12 +9,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::output::Progress;
 use super::{exit, Global, InputArgs, JobArgs};
-use crate::api::classify::hint;
 use crate::api::credentials::{self, Credentials, ProcessEnv};
 use crate::api::{Client, ClientOptions, Secret};
 use crate::emulator::{Emulator, EmulatorConfig, Faults, Latency, World};
 use crate::input::{self, Defaults, InstanceSpec};
-use crate::journal::{read, schema, ImportSummary, Journal, JournalLock, State};
+use crate::journal::{read, schema, ImportSummary, Journal, JournalLock};
+use crate::model::{hint, State};
 use crate::runner::{self, Counters, RunConfig, StopReason};
 
 /// The fleet `demo` emulates when no --fleet is given.
@@ -538,7 +538,7 @@ async fn plan_inner(global: &Global, input: InputArgs, job: JobArgs) -> Result<u
 pub fn world_from_fleet(specs: &[InstanceSpec]) -> World {
     let mut world = World::default();
     for s in specs {
-        let mut inst = crate::emulator::Instance::new(&s.id, &s.region);
+        let mut inst = crate::emulator::Instance::new(s.id.as_str(), &s.region);
         if let Some(name) = s.label("Name") {
             inst.name = name.to_string();
         }

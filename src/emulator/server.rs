@@ -24,7 +24,7 @@ use super::world::{ActionTruth, GroundTruth, InstanceTruth, World, MASTER};
 use crate::api::cdb::*;
 use crate::api::kms::{DescribeKeyResponse, KeyMetadata, DESCRIBE_KEY};
 use crate::api::{sign, Secret};
-use crate::window::SlidingWindow;
+use crate::model::SlidingWindow;
 
 /// A running emulator.
 pub struct Emulator {

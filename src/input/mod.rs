@@ -16,27 +16,8 @@ use std::io::{BufRead, BufReader, Read};
 
 pub use regions::{is_known_region, KNOWN_REGIONS};
 
-/// One instance to encrypt, as the input asked for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceSpec {
-    pub id: String,
-    pub region: String,
-    pub key_id: Option<String>,
-    pub key_region: Option<String>,
-    /// Extra CSV columns, in file order.
-    pub labels: Vec<(String, String)>,
-    /// 1-based line in the input file.
-    pub line: u64,
-}
-
-impl InstanceSpec {
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+use crate::model::InstanceId;
+pub use crate::model::InstanceSpec;
 
 /// Values for rows that leave a column empty (`--region`, `--key-id`, `--key-region`).
 #[derive(Debug, Clone, Default)]
@@ -300,12 +281,6 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-/// A valid id (`cdb-` + 8 lower-case letters or digits) as exactly 8 bytes.
-fn id_key(id: &str) -> u64 {
-    let b = id.as_bytes();
-    u64::from_be_bytes(b[4..12].try_into().expect("a valid id has 12 bytes"))
-}
-
 fn attrs_hash(spec: &InstanceSpec) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -408,14 +383,6 @@ struct Collector<'a> {
     sink: Sink<'a>,
 }
 
-fn valid_id(id: &str) -> bool {
-    id.len() == 12
-        && id.starts_with("cdb-")
-        && id[4..]
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-}
-
 impl<'a> Collector<'a> {
     fn new(file: &str, defaults: &'a Defaults) -> Self {
         Collector {
@@ -448,7 +415,7 @@ impl<'a> Collector<'a> {
 
     /// A row that passed every check.
     fn accept(&mut self, spec: InstanceSpec) {
-        let key = id_key(&spec.id);
+        let key = spec.id.packed();
         let line = spec.line;
         match &mut self.sink {
             Sink::Check { seen } => seen.push((key, line, attrs_hash(&spec))),
@@ -499,7 +466,8 @@ impl<'a> Collector<'a> {
             self.problem(line, "InstanceId is empty".into());
             return;
         }
-        if !valid_id(id) {
+        let parsed = InstanceId::parse(id);
+        if parsed.is_err() {
             let why = if id.starts_with("cdbro-") || id.starts_with("cdbrg-") {
                 "is a read-only instance; encryption is enabled on its master (cdb-…)"
             } else {
@@ -562,9 +530,9 @@ impl<'a> Collector<'a> {
             }
             (None, None) => {}
         }
-        if ok {
+        if let (true, Ok(id)) = (ok, parsed) {
             self.accept(InstanceSpec {
-                id: id.to_string(),
+                id,
                 region: region.unwrap_or_default(),
                 key_id,
                 key_region,

@@ -8,16 +8,20 @@
 pub mod chain;
 pub mod read;
 pub mod schema;
+mod sql;
 pub mod state;
 mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::model::{InstanceId, State};
+
 pub use chain::{ChainReport, EventRow};
-pub use state::{Disposition, Move, State};
+pub use sql::sql_list;
+pub use state::Move;
 pub use writer::{
-    load_active, now_ms, Applied, CallRecord, Change, Fact, ImportSummary, InstanceRow, Journal,
+    load_active, Applied, CallRecord, Change, Fact, ImportSummary, InstanceRow, Journal,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -30,18 +34,18 @@ pub enum JournalError {
     Sql(#[from] rusqlite::Error),
     #[error("{instance_id}: {source}")]
     Illegal {
-        instance_id: String,
+        instance_id: InstanceId,
         source: state::IllegalTransition,
     },
     #[error("{instance_id}: refusing to journal a new attempt: no verification read said NO after the previous attempt settled")]
-    NotCleared { instance_id: String },
+    NotCleared { instance_id: InstanceId },
     #[error("{instance_id}: the journal changed under this update (expected state {expected})")]
     Conflict {
-        instance_id: String,
+        instance_id: InstanceId,
         expected: State,
     },
     #[error("{0}: not in the journal")]
-    UnknownInstance(String),
+    UnknownInstance(InstanceId),
     #[error("the journal writer has stopped")]
     Closed,
     #[error("another fleetcrypt process is running on the journal {path} ({holder}); wait for it, or stop it first")]

@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection};
 
-use super::state::State;
 use super::writer::{instance_from_row, InstanceRow, INSTANCE_COLUMNS};
-use crate::window::SlidingWindow;
+use crate::model::{Disposition, EventKind, SlidingWindow, State};
 
 /// Instances per state (every state present, zero or not).
 pub fn counts(conn: &Connection) -> rusqlite::Result<BTreeMap<State, u64>> {
@@ -126,9 +125,9 @@ pub struct FailureGroup {
 /// Failed instances grouped by their last error code, in code order.
 pub fn failures_by_code(conn: &Connection) -> rusqlite::Result<Vec<FailureGroup>> {
     let mut stmt = conn.prepare(
-        "SELECT COALESCE(last_error_code, 'Unknown'), instance_id, COALESCE(last_error_message, '') FROM instances WHERE state = 'failed' ORDER BY 1, seq",
+        "SELECT COALESCE(last_error_code, 'Unknown'), instance_id, COALESCE(last_error_message, '') FROM instances WHERE state = ?1 ORDER BY 1, seq",
     )?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query(params![State::Failed.as_str()])?;
     let mut out: Vec<FailureGroup> = Vec::new();
     while let Some(r) = rows.next()? {
         let code: String = r.get(0)?;
@@ -154,10 +153,16 @@ pub fn failures_by_code(conn: &Connection) -> rusqlite::Result<Vec<FailureGroup>
 /// was re-sent), counted per error code, most frequent first.
 pub fn ambiguous_answers(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
     let mut stmt = conn.prepare(
-        "SELECT COALESCE(error_code, '?'), count(*) FROM events WHERE kind = 'AttemptAnswered' AND detail = 'ambiguous' GROUP BY 1 ORDER BY 2 DESC, 1",
+        "SELECT COALESCE(error_code, '?'), count(*) FROM events WHERE kind = ?1 AND detail = ?2 GROUP BY 1 ORDER BY 2 DESC, 1",
     )?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(
+            params![
+                EventKind::AttemptAnswered.as_str(),
+                Disposition::Ambiguous.as_str()
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
         .collect();
     rows
 }
@@ -165,7 +170,10 @@ pub fn ambiguous_answers(conn: &Connection) -> rusqlite::Result<Vec<(String, u64
 /// Instances that reached a terminal state at or after `since_ms` (for the rate in `status`).
 pub fn finished_since(conn: &Connection, since_ms: i64) -> rusqlite::Result<u64> {
     conn.query_row(
-        "SELECT count(*) FROM instances WHERE state IN ('encrypted', 'already_encrypted', 'failed') AND updated_at_ms >= ?1",
+        &format!(
+            "SELECT count(*) FROM instances WHERE state IN ({}) AND updated_at_ms >= ?1",
+            super::sql_list(State::TERMINAL.map(State::as_str))
+        ),
         params![since_ms],
         |r| r.get(0),
     )

@@ -13,20 +13,35 @@ use tokio::sync::oneshot;
 
 use super::chain::{self, EventRow};
 use super::schema;
-use super::state::{transition, Disposition, Move, State};
+use super::state::{transition, Move};
 use super::JournalError;
-use crate::input::InstanceSpec;
+use crate::model::{now_ms, Action, Disposition, EventKind, InstanceId, InstanceSpec, State};
 
 /// The API call a fact comes from, for the audit trail.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
-    pub action: String,
+    pub action: Action,
     pub endpoint: String,
     pub sent_at_ms: i64,
     pub latency_ms: i64,
     pub request_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+}
+
+impl CallRecord {
+    /// A call that got an answer without an error or RequestId (fill those in as needed).
+    pub fn new(action: Action, endpoint: impl Into<String>, sent_at_ms: i64) -> CallRecord {
+        CallRecord {
+            action,
+            endpoint: endpoint.into(),
+            sent_at_ms,
+            latency_ms: 0,
+            request_id: None,
+            error_code: None,
+            error_message: None,
+        }
+    }
 }
 
 /// What happened to an instance.
@@ -96,7 +111,7 @@ impl Fact {
 /// One fact about one instance, as the runner reports it.
 #[derive(Debug, Clone)]
 pub struct Change {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub fact: Fact,
     pub run_id: Option<i64>,
     pub call: Option<CallRecord>,
@@ -119,10 +134,13 @@ pub struct ImportSummary {
     pub differing: Vec<String>,
 }
 
+/// The detail of a `ReadNotEncrypted` event whose NO cleared a new attempt.
+pub const SETTLED: &str = "settled";
+
 /// An instance row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceRow {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub seq: i64,
     pub region: String,
     pub key_id: Option<String>,
@@ -135,7 +153,7 @@ pub struct InstanceRow {
     pub cleared_to_send: bool,
     pub last_sent_at_ms: Option<i64>,
     pub settles_at_ms: Option<i64>,
-    pub last_outcome: Option<String>,
+    pub last_outcome: Option<Disposition>,
     pub next_attempt_at_ms: Option<i64>,
     pub last_request_id: Option<String>,
     pub last_error_code: Option<String>,
@@ -145,8 +163,19 @@ pub struct InstanceRow {
 
 pub const INSTANCE_COLUMNS: &str = "instance_id, seq, region, key_id, key_region, labels, state, attempts, budget_base, kms_errors, cleared_to_send, last_sent_at_ms, settles_at_ms, last_outcome, next_attempt_at_ms, last_request_id, last_error_code, last_error_message, verified_at_ms";
 
+/// Parses a TEXT column into one of the model's stored enums.
+fn parsed<T>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 pub fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRow> {
-    let state: String = r.get(6)?;
     Ok(InstanceRow {
         instance_id: r.get(0)?,
         seq: r.get(1)?,
@@ -154,16 +183,17 @@ pub fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRow>
         key_id: r.get(3)?,
         key_region: r.get(4)?,
         labels: r.get(5)?,
-        state: state.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        state: parsed(r, 6)?,
         attempts: r.get(7)?,
         budget_base: r.get(8)?,
         kms_errors: r.get(9)?,
         cleared_to_send: r.get::<_, i64>(10)? == 1,
         last_sent_at_ms: r.get(11)?,
         settles_at_ms: r.get(12)?,
-        last_outcome: r.get(13)?,
+        last_outcome: match r.get_ref(13)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(parsed(r, 13)?),
+        },
         next_attempt_at_ms: r.get(14)?,
         last_request_id: r.get(15)?,
         last_error_code: r.get(16)?,
@@ -392,10 +422,6 @@ impl Journal {
     }
 }
 
-pub fn now_ms() -> i64 {
-    crate::api::client::unix_ms(std::time::SystemTime::now())
-}
-
 fn load_chain(conn: &Connection) -> Result<ChainState, JournalError> {
     let last: Option<(i64, String)> = conn
         .query_row(
@@ -584,7 +610,7 @@ fn execute(conn: &Connection, op: Op, chain: &mut ChainState) -> Result<Done, Jo
                 EventRow {
                     at_ms,
                     run_id: Some(id),
-                    kind: "RunStarted".into(),
+                    kind: EventKind::RunStarted.as_str().into(),
                     detail: Some(command),
                     ..EventRow::default()
                 },
@@ -606,7 +632,7 @@ fn execute(conn: &Connection, op: Op, chain: &mut ChainState) -> Result<Done, Jo
                 EventRow {
                     at_ms,
                     run_id: Some(run_id),
-                    kind: "RunEnded".into(),
+                    kind: EventKind::RunEnded.as_str().into(),
                     detail: Some(format!("exit code {exit_code}")),
                     ..EventRow::default()
                 },
@@ -620,17 +646,19 @@ fn execute(conn: &Connection, op: Op, chain: &mut ChainState) -> Result<Done, Jo
         } => {
             let ids: Vec<(String, u32, Option<String>)> = {
                 let mut stmt = conn.prepare(
-                    "SELECT instance_id, attempts, last_error_code FROM instances WHERE state = 'failed' AND (?1 IS NULL OR last_error_code = ?1 OR last_error_code LIKE ?1 || '.%') ORDER BY seq",
+                    "SELECT instance_id, attempts, last_error_code FROM instances WHERE state = ?2 AND (?1 IS NULL OR last_error_code = ?1 OR last_error_code LIKE ?1 || '.%') ORDER BY seq",
                 )?;
                 let rows = stmt
-                    .query_map(params![code], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .query_map(params![code, State::Failed.as_str()], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
                     .collect::<Result<_, _>>()?;
                 rows
             };
             for (id, attempts, last_code) in &ids {
                 let n = conn.execute(
-                    "UPDATE instances SET state = 'pending', budget_base = attempts, kms_errors = 0, cleared_to_send = 0, next_attempt_at_ms = NULL, last_error_code = NULL, last_error_message = NULL, updated_at_ms = ?2 WHERE instance_id = ?1 AND state = 'failed'",
-                    params![id, at_ms],
+                    "UPDATE instances SET state = ?3, budget_base = attempts, kms_errors = 0, cleared_to_send = 0, next_attempt_at_ms = NULL, last_error_code = NULL, last_error_message = NULL, updated_at_ms = ?2 WHERE instance_id = ?1 AND state = ?4",
+                    params![id, at_ms, State::Pending.as_str(), State::Failed.as_str()],
                 )?;
                 if n == 1 {
                     append_event(
@@ -640,9 +668,9 @@ fn execute(conn: &Connection, op: Op, chain: &mut ChainState) -> Result<Done, Jo
                             at_ms,
                             run_id,
                             instance_id: Some(id.clone()),
-                            kind: "ResetForRetry".into(),
-                            from_state: Some("failed".into()),
-                            to_state: Some("pending".into()),
+                            kind: EventKind::ResetForRetry.as_str().into(),
+                            from_state: Some(State::Failed.as_str().into()),
+                            to_state: Some(State::Pending.as_str().into()),
                             attempt: Some(*attempts as i64),
                             error_code: last_code.clone(),
                             ..EventRow::default()
@@ -683,14 +711,14 @@ fn import(
         if let Some((region, key_id, key_region)) = existing {
             summary.already_known += 1;
             if region != spec.region || key_id != spec.key_id || key_region != spec.key_region {
-                summary.differing.push(spec.id.clone());
+                summary.differing.push(spec.id.to_string());
             }
             continue;
         }
         seq += 1;
         conn.prepare_cached(
             "INSERT INTO instances (instance_id, seq, region, key_id, key_region, labels, state, imported_at_ms, updated_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7, ?7)",
         )?
         .execute(params![
             spec.id,
@@ -699,16 +727,17 @@ fn import(
             spec.key_id,
             spec.key_region,
             labels_json(&spec.labels),
-            at_ms
+            at_ms,
+            State::Pending.as_str()
         ])?;
         append_event(
             conn,
             chain,
             EventRow {
                 at_ms,
-                instance_id: Some(spec.id.clone()),
-                kind: "Imported".into(),
-                to_state: Some("pending".into()),
+                instance_id: Some(spec.id.to_string()),
+                kind: EventKind::Imported.as_str().into(),
+                to_state: Some(State::Pending.as_str().into()),
                 detail: Some(format!("input line {}", spec.line)),
                 ..EventRow::default()
             },
@@ -718,25 +747,25 @@ fn import(
     Ok(summary)
 }
 
-fn event_kind(fact: &Fact, to: State) -> &'static str {
+fn event_kind(fact: &Fact, to: State) -> EventKind {
     match fact {
         Fact::EncryptionRead {
             encrypted: true, ..
-        } if to == State::AlreadyEncrypted => "FoundAlreadyEncrypted",
+        } if to == State::AlreadyEncrypted => EventKind::FoundAlreadyEncrypted,
         Fact::EncryptionRead {
             encrypted: true, ..
-        } => "VerifiedEncrypted",
+        } => EventKind::VerifiedEncrypted,
         Fact::EncryptionRead {
             encrypted: false, ..
-        } => "ReadNotEncrypted",
-        Fact::PreflightFailed { .. } => "PreflightFailed",
-        Fact::AttemptWritten { .. } => "AttemptWritten",
-        Fact::AttemptAnswered { .. } => "AttemptAnswered",
-        Fact::RetryScheduled { .. } => "RetryScheduled",
-        Fact::GaveUp { .. } => "GaveUp",
-        Fact::AttemptRecovered { .. } => "AttemptRecovered",
-        Fact::ResetForRetry => "ResetForRetry",
-        Fact::Called => "ApiCalled",
+        } => EventKind::ReadNotEncrypted,
+        Fact::PreflightFailed { .. } => EventKind::PreflightFailed,
+        Fact::AttemptWritten { .. } => EventKind::AttemptWritten,
+        Fact::AttemptAnswered { .. } => EventKind::AttemptAnswered,
+        Fact::RetryScheduled { .. } => EventKind::RetryScheduled,
+        Fact::GaveUp { .. } => EventKind::GaveUp,
+        Fact::AttemptRecovered { .. } => EventKind::AttemptRecovered,
+        Fact::ResetForRetry => EventKind::ResetForRetry,
+        Fact::Called => EventKind::ApiCalled,
     }
 }
 
@@ -762,7 +791,15 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
             source,
         })?,
     };
-    let call = c.call.clone().unwrap_or_default();
+    let (request_id, sent_at_ms, error_code, error_message) = match &c.call {
+        Some(k) => (
+            k.request_id.clone(),
+            k.sent_at_ms,
+            k.error_code.clone(),
+            k.error_message.clone(),
+        ),
+        None => (None, 0, None, None),
+    };
     let id = &c.instance_id;
     let at = c.at_ms;
     let mut new_attempts = attempts;
@@ -770,15 +807,15 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
     let mut ev = EventRow {
         at_ms: at,
         run_id: c.run_id,
-        instance_id: Some(id.clone()),
-        kind: event_kind(&c.fact, to).into(),
+        instance_id: Some(id.to_string()),
+        kind: event_kind(&c.fact, to).as_str().into(),
         from_state: Some(from.as_str().into()),
         to_state: Some(to.as_str().into()),
         attempt: Some(attempts as i64),
         ..EventRow::default()
     };
     if let Some(call) = &c.call {
-        ev.action = Some(call.action.clone());
+        ev.action = Some(call.action.as_str().into());
         ev.endpoint = Some(call.endpoint.clone());
         ev.sent_at_ms = Some(call.sent_at_ms);
         ev.latency_ms = Some(call.latency_ms);
@@ -794,7 +831,7 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
             .prepare_cached(
                 "UPDATE instances SET state = ?2, verified_at_ms = ?3, last_request_id = COALESCE(?4, last_request_id), next_attempt_at_ms = NULL, updated_at_ms = ?3 WHERE instance_id = ?1 AND state = ?5",
             )?
-            .execute(params![id, to.as_str(), at, call.request_id, from.as_str()])?,
+            .execute(params![id, to.as_str(), at, request_id, from.as_str()])?,
         Fact::EncryptionRead {
             encrypted: false,
             settled,
@@ -805,7 +842,7 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
             let clears = attempts == 0 || *settled;
             new_cleared = new_cleared || clears;
             if clears {
-                ev.detail = Some("settled".into());
+                ev.detail = Some(SETTLED.into());
             }
             conn.prepare_cached(
                 "UPDATE instances SET cleared_to_send = ?2, updated_at_ms = ?3 WHERE instance_id = ?1 AND state = ?4",
@@ -816,9 +853,9 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
             ev.error_code = Some(code.clone());
             ev.error_message = Some(message.clone());
             conn.prepare_cached(
-                "UPDATE instances SET state = 'failed', last_error_code = ?2, last_error_message = ?3, next_attempt_at_ms = NULL, updated_at_ms = ?4, last_request_id = COALESCE(?6, last_request_id) WHERE instance_id = ?1 AND state = ?5",
+                "UPDATE instances SET state = ?7, last_error_code = ?2, last_error_message = ?3, next_attempt_at_ms = NULL, updated_at_ms = ?4, last_request_id = COALESCE(?6, last_request_id) WHERE instance_id = ?1 AND state = ?5",
             )?
-            .execute(params![id, code, message, at, from.as_str(), call.request_id])?
+            .execute(params![id, code, message, at, from.as_str(), request_id, to.as_str()])?
         }
         Fact::AttemptWritten { request } => {
             if cleared != 1 {
@@ -830,11 +867,11 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
             new_cleared = false;
             ev.attempt = Some(new_attempts as i64);
             ev.detail = Some(request.clone());
-            ev.action = Some(crate::api::cdb::OPEN_DB_INSTANCE_ENCRYPTION.into());
+            ev.action = Some(Action::OpenDBInstanceEncryption.as_str().into());
             conn.prepare_cached(
-                "UPDATE instances SET state = 'requesting', attempts = attempts + 1, cleared_to_send = 0, settles_at_ms = NULL, last_sent_at_ms = NULL, last_outcome = NULL, next_attempt_at_ms = NULL, updated_at_ms = ?2 WHERE instance_id = ?1 AND state = ?3 AND cleared_to_send = 1",
+                "UPDATE instances SET state = ?4, attempts = attempts + 1, cleared_to_send = 0, settles_at_ms = NULL, last_sent_at_ms = NULL, last_outcome = NULL, next_attempt_at_ms = NULL, updated_at_ms = ?2 WHERE instance_id = ?1 AND state = ?3 AND cleared_to_send = 1",
             )?
-            .execute(params![id, at, from.as_str()])?
+            .execute(params![id, at, from.as_str(), to.as_str()])?
         }
         Fact::AttemptAnswered {
             disposition,
@@ -842,12 +879,7 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
             next_attempt_at_ms,
             kms_error,
         } => {
-            let outcome = match disposition {
-                Disposition::Accepted => "accepted",
-                Disposition::Ambiguous => "ambiguous",
-                Disposition::Rejected => "rejected",
-                Disposition::Refused => "refused",
-            };
+            let outcome = disposition.as_str();
             ev.detail = Some(outcome.into());
             conn.prepare_cached(
                 "UPDATE instances SET state = ?2, last_sent_at_ms = ?3, settles_at_ms = ?4, last_outcome = ?5, next_attempt_at_ms = ?6, last_request_id = COALESCE(?7, last_request_id), last_error_code = ?8, last_error_message = ?9, kms_errors = kms_errors + ?10, updated_at_ms = ?11 WHERE instance_id = ?1 AND state = ?12",
@@ -855,13 +887,13 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
             .execute(params![
                 id,
                 to.as_str(),
-                call.sent_at_ms,
+                sent_at_ms,
                 settles_at_ms,
                 outcome,
                 next_attempt_at_ms,
-                call.request_id,
-                call.error_code,
-                call.error_message,
+                request_id,
+                error_code,
+                error_message,
                 *kms_error as i64,
                 at,
                 from.as_str()
@@ -873,22 +905,22 @@ fn apply(conn: &Connection, chain: &mut ChainState, c: Change) -> Result<Applied
         } => {
             ev.detail = Some(reason.clone());
             conn.prepare_cached(
-                "UPDATE instances SET state = 'retry_wait', next_attempt_at_ms = ?2, updated_at_ms = ?3 WHERE instance_id = ?1 AND state = ?4",
+                "UPDATE instances SET state = ?5, next_attempt_at_ms = ?2, updated_at_ms = ?3 WHERE instance_id = ?1 AND state = ?4",
             )?
-            .execute(params![id, next_attempt_at_ms, at, from.as_str()])?
+            .execute(params![id, next_attempt_at_ms, at, from.as_str(), to.as_str()])?
         }
         Fact::AttemptRecovered { settles_at_ms } => {
             ev.detail = Some(format!("verify after {settles_at_ms}"));
             conn.prepare_cached(
-                "UPDATE instances SET state = 'verifying', settles_at_ms = ?2, last_outcome = 'ambiguous', updated_at_ms = ?3 WHERE instance_id = ?1 AND state = ?4",
+                "UPDATE instances SET state = ?5, settles_at_ms = ?2, last_outcome = ?6, updated_at_ms = ?3 WHERE instance_id = ?1 AND state = ?4",
             )?
-            .execute(params![id, settles_at_ms, at, from.as_str()])?
+            .execute(params![id, settles_at_ms, at, from.as_str(), to.as_str(), Disposition::Ambiguous.as_str()])?
         }
         Fact::ResetForRetry => conn
             .prepare_cached(
-                "UPDATE instances SET state = 'pending', budget_base = attempts, kms_errors = 0, cleared_to_send = 0, next_attempt_at_ms = NULL, updated_at_ms = ?2 WHERE instance_id = ?1 AND state = ?3",
+                "UPDATE instances SET state = ?4, budget_base = attempts, kms_errors = 0, cleared_to_send = 0, next_attempt_at_ms = NULL, updated_at_ms = ?2 WHERE instance_id = ?1 AND state = ?3",
             )?
-            .execute(params![id, at, from.as_str()])?,
+            .execute(params![id, at, from.as_str(), to.as_str()])?,
     };
     if changed != 1 {
         return Err(JournalError::Conflict {
@@ -911,10 +943,19 @@ pub fn load_active(
     limit: usize,
 ) -> rusqlite::Result<Vec<InstanceRow>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE seq > ?1 AND state NOT IN ('encrypted', 'already_encrypted', 'failed') ORDER BY seq LIMIT ?2"
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE seq > ?1 AND state NOT IN (?3, ?4, ?5) ORDER BY seq LIMIT ?2"
     ))?;
     let rows = stmt
-        .query_map(params![after_seq, limit as i64], instance_from_row)?
+        .query_map(
+            params![
+                after_seq,
+                limit as i64,
+                State::Encrypted.as_str(),
+                State::AlreadyEncrypted.as_str(),
+                State::Failed.as_str()
+            ],
+            instance_from_row,
+        )?
         .collect();
     rows
 }

@@ -47,7 +47,7 @@ pub fn write(conn: &Connection, out: &mut dyn Write) -> Result<(), ReportError> 
         let values: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&row.labels).unwrap_or_default();
         let mut cells = vec![
-            row.instance_id,
+            row.instance_id.to_string(),
             row.region,
             row.key_id.unwrap_or_default(),
             row.key_region.unwrap_or_default(),

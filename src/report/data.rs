@@ -5,7 +5,8 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use crate::journal::{chain, read, State};
+use crate::journal::{chain, read, sql_list};
+use crate::model::{Disposition, EventKind, State};
 
 /// ISO 8601 UTC with milliseconds.
 pub fn iso(ms: i64) -> String {
@@ -45,7 +46,7 @@ pub fn overview(conn: &Connection, journal: &Path) -> rusqlite::Result<Overview>
             Ok((r.get(0)?, r.get(1)?))
         })?;
     Ok(Overview {
-        generated_at: iso(crate::journal::now_ms()),
+        generated_at: iso(crate::model::now_ms()),
         journal: journal.display().to_string(),
         tool_version: env!("CARGO_PKG_VERSION"),
         counts,
@@ -75,7 +76,19 @@ pub struct Series {
 /// Bins requests per second (peak per bucket) and state arrivals over time, in at most `max_points` buckets.
 pub fn series(conn: &Connection, max_points: usize) -> rusqlite::Result<Series> {
     let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT MIN(sent_at_ms), MAX(COALESCE(sent_at_ms, at_ms)) FROM events WHERE sent_at_ms IS NOT NULL OR kind IN ('VerifiedEncrypted','FoundAlreadyEncrypted','PreflightFailed','GaveUp','AttemptAnswered')",
+        &format!(
+            "SELECT MIN(sent_at_ms), MAX(COALESCE(sent_at_ms, at_ms)) FROM events WHERE sent_at_ms IS NOT NULL OR kind IN ({})",
+            sql_list(
+                [
+                    EventKind::VerifiedEncrypted,
+                    EventKind::FoundAlreadyEncrypted,
+                    EventKind::PreflightFailed,
+                    EventKind::GaveUp,
+                    EventKind::AttemptAnswered,
+                ]
+                .map(EventKind::as_str)
+            )
+        ),
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -105,13 +118,14 @@ pub fn series(conn: &Connection, max_points: usize) -> rusqlite::Result<Series> 
         let v = s.requests.entry(action).or_insert_with(|| vec![0; buckets]);
         v[b] = v[b].max(n);
     }
-    let mut stmt = conn.prepare(
-        "SELECT to_state, at_ms FROM events WHERE to_state IN ('encrypted','already_encrypted','failed') AND from_state IS NOT to_state ORDER BY at_ms",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT to_state, at_ms FROM events WHERE to_state IN ({}) AND from_state IS NOT to_state ORDER BY at_ms",
+        sql_list(State::TERMINAL.map(State::as_str))
+    ))?;
     let mut rows = stmt.query([])?;
     let mut increments: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-    for st in ["encrypted", "already_encrypted", "failed"] {
-        increments.insert(st, vec![0; buckets]);
+    for st in State::TERMINAL {
+        increments.insert(st.as_str(), vec![0; buckets]);
     }
     while let Some(r) = rows.next()? {
         let st: String = r.get(0)?;
@@ -172,28 +186,32 @@ pub fn timeline(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
             _ => {}
         }
     }
-    let mut stmt = conn.prepare(
-        "SELECT run_id, at_ms / 60000 AS minute, kind, count(*), MIN(at_ms) FROM events WHERE kind IN ('VerifiedEncrypted','FoundAlreadyEncrypted','PreflightFailed','GaveUp','RetryScheduled','AttemptRecovered','ResetForRetry') OR (kind = 'AttemptAnswered' AND detail IN ('ambiguous','refused')) GROUP BY run_id, minute, kind ORDER BY run_id, minute",
-    )?;
+    let milestones = EventKind::ALL.into_iter().filter(|k| k.is_milestone());
+    let mut stmt = conn.prepare(&format!(
+        "SELECT run_id, at_ms / 60000 AS minute, kind, count(*), MIN(at_ms) FROM events WHERE kind IN ({}) OR (kind = '{}' AND detail IN ({})) GROUP BY run_id, minute, kind ORDER BY run_id, minute",
+        sql_list(milestones.map(EventKind::as_str)),
+        EventKind::AttemptAnswered,
+        sql_list([Disposition::Ambiguous, Disposition::Refused].map(Disposition::as_str)),
+    ))?;
     let mut rows = stmt.query([])?;
     // Per run and minute: what happened, stamped with the group's first such event.
     let mut groups: BTreeMap<(Option<i64>, i64), (i64, Vec<String>)> = BTreeMap::new();
     while let Some(r) = rows.next()? {
         let run: Option<i64> = r.get(0)?;
         let minute: i64 = r.get(1)?;
-        let kind: String = r.get(2)?;
+        let kind: Option<EventKind> = r.get::<_, String>(2)?.parse().ok();
         let n: u64 = r.get(3)?;
         let first: i64 = r.get(4)?;
-        let label = match kind.as_str() {
-            "VerifiedEncrypted" => "verified encrypted",
-            "FoundAlreadyEncrypted" => "found already encrypted",
-            "PreflightFailed" => "failed preflight",
-            "GaveUp" => "failed after attempts",
-            "RetryScheduled" => "retries scheduled after a verified NO",
-            "AttemptRecovered" => {
+        let label = match kind {
+            Some(EventKind::VerifiedEncrypted) => "verified encrypted",
+            Some(EventKind::FoundAlreadyEncrypted) => "found already encrypted",
+            Some(EventKind::PreflightFailed) => "failed preflight",
+            Some(EventKind::GaveUp) => "failed after attempts",
+            Some(EventKind::RetryScheduled) => "retries scheduled after a verified NO",
+            Some(EventKind::AttemptRecovered) => {
                 "attempts recovered after a crash (verified before anything else)"
             }
-            "ResetForRetry" => "reset for retry",
+            Some(EventKind::ResetForRetry) => "reset for retry",
             _ => "ambiguous or refused answers",
         };
         let e = groups.entry((run, minute)).or_insert((first, Vec::new()));

@@ -9,8 +9,8 @@ use rusqlite::Connection;
 
 use super::data::{iso, series, timeline, Overview, Series};
 use super::ReportError;
-use crate::api::classify::hint;
-use crate::journal::{read, State};
+use crate::journal::read;
+use crate::model::{hint, State};
 
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -276,7 +276,7 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
         write!(
             out,
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><span class=\"state s-{}\">{}</span></td><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.instance_id),
+            esc(r.instance_id.as_str()),
             esc(&r.region),
             key,
             r.state.as_str(),

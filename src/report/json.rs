@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::data::{iso, Overview};
 use super::ReportError;
-use crate::journal::{read, InstanceRow, State};
+use crate::journal::{read, InstanceRow};
+use crate::model::State;
 
 pub fn instance_json(row: &InstanceRow) -> Value {
     let labels: Value =

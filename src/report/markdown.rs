@@ -6,8 +6,8 @@ use rusqlite::Connection;
 
 use super::data::{iso, timeline, Overview};
 use super::ReportError;
-use crate::api::classify::hint;
-use crate::journal::{read, State};
+use crate::journal::read;
+use crate::model::{hint, State};
 
 /// Markdown table cells: no pipes or newlines from user data.
 fn cell(s: &str) -> String {
@@ -96,7 +96,7 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
         writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            cell(&r.instance_id),
+            cell(r.instance_id.as_str()),
             cell(&r.region),
             cell(
                 &r.key_id

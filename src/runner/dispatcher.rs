@@ -18,23 +18,24 @@ use super::limiter::{Limiter, WireGate};
 use super::steps::{execute, Active, Ctx, Next, Step, StepResult, StopReason};
 use super::{Counters, RunError};
 use crate::api::Service;
-use crate::journal::{load_active, now_ms, Change, Fact, State};
+use crate::journal::{load_active, Change, Fact};
+use crate::model::{now_ms, Action, Disposition, InstanceId, State};
 
 /// One rate-limit unit: (credential, endpoint host, action).
-type Bucket = (String, String, &'static str);
+type Bucket = (String, String, Action);
 /// A bucket's due steps: (priority, arrival order, instance, step), lowest first.
-type ReadyQueue = BinaryHeap<Reverse<(u8, u64, String, Step)>>;
+type ReadyQueue = BinaryHeap<Reverse<(u8, u64, InstanceId, Step)>>;
 
 pub struct Dispatcher {
     ctx: Arc<Ctx>,
     counters: Arc<Counters>,
     /// Instances in progress and not executing a step right now.
-    idle: HashMap<String, Active>,
+    idle: HashMap<InstanceId, Active>,
     executing: usize,
-    timers: BinaryHeap<Reverse<(Instant, u64, String, Step)>>,
+    timers: BinaryHeap<Reverse<(Instant, u64, InstanceId, Step)>>,
     ready: HashMap<Bucket, ReadyQueue>,
     /// Per Open bucket: instances waiting for a write-ahead slot.
-    open_wait: HashMap<Bucket, VecDeque<String>>,
+    open_wait: HashMap<Bucket, VecDeque<InstanceId>>,
     /// Per Open bucket: written ahead (or being written) and not yet sent.
     staged: HashMap<Bucket, usize>,
     limiters: HashMap<Bucket, Limiter>,
@@ -101,7 +102,7 @@ impl Dispatcher {
     }
 
     /// A due step joins its bucket's queue (write-aheads join the Open bucket's wait list).
-    fn make_ready(&mut self, id: String, step: Step) {
+    fn make_ready(&mut self, id: InstanceId, step: Step) {
         let Some(a) = self.idle.get(&id) else { return };
         let bucket = self.bucket(a, step);
         if step == Step::WriteAhead {
@@ -154,7 +155,7 @@ impl Dispatcher {
             // Only an attempt answered "not applied" (rejected) needs none.
             if !row.cleared_to_send && row.attempts > 0 {
                 let rejected = row.state == State::RetryWait
-                    && row.last_outcome.as_deref() == Some("rejected");
+                    && row.last_outcome == Some(Disposition::Rejected);
                 a.settles_at = Some(if rejected {
                     now
                 } else {
@@ -196,7 +197,7 @@ impl Dispatcher {
         Ok(())
     }
 
-    fn spawn(&mut self, id: String, step: Step) {
+    fn spawn(&mut self, id: InstanceId, step: Step) {
         let Some(a) = self.idle.remove(&id) else {
             return;
         };

@@ -17,7 +17,8 @@ pub use backoff::Backoff;
 pub use steps::StopReason;
 
 use crate::api::{Client, EndpointPolicy};
-use crate::journal::{read, Journal, JournalError, State};
+use crate::journal::{read, Journal, JournalError};
+use crate::model::State;
 
 /// Everything that shapes a run, validated once from the flags.
 #[derive(Debug, Clone)]

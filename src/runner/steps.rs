@@ -9,13 +9,11 @@ use rand::Rng;
 
 use super::RunConfig;
 use crate::api::cdb::*;
-use crate::api::classify::{after_settled_no, hint, stops_run};
-use crate::api::kms::{DescribeKeyRequest, DescribeKeyResponse, DESCRIBE_KEY};
+use crate::api::classify::{after_settled_no, stops_run};
+use crate::api::kms::{DescribeKeyRequest, DescribeKeyResponse};
 use crate::api::{classify, CallKind, Called, Client, Endpoint, Failure, Gate, Outcome, Service};
-use crate::journal::{
-    now_ms, Applied, CallRecord, Change, Disposition, Fact, InstanceRow, Journal, JournalError,
-    State,
-};
+use crate::journal::{Applied, CallRecord, Change, Fact, InstanceRow, Journal, JournalError};
+use crate::model::{hint, now_ms, Action, Code, Disposition, InstanceId, State};
 
 /// What a step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,12 +32,14 @@ pub enum Step {
 }
 
 impl Step {
-    pub fn action(self) -> &'static str {
+    pub fn action(self) -> Action {
         match self {
-            Step::PreflightRead | Step::VerifyRead | Step::PreSendRead => DESCRIBE_DB_INSTANCE_INFO,
-            Step::Features => DESCRIBE_DB_FEATURES,
-            Step::KmsKey => DESCRIBE_KEY,
-            Step::WriteAhead | Step::Send => OPEN_DB_INSTANCE_ENCRYPTION,
+            Step::PreflightRead | Step::VerifyRead | Step::PreSendRead => {
+                Action::DescribeDBInstanceInfo
+            }
+            Step::Features => Action::DescribeDBFeatures,
+            Step::KmsKey => Action::DescribeKey,
+            Step::WriteAhead | Step::Send => Action::OpenDBInstanceEncryption,
         }
     }
 
@@ -57,7 +57,7 @@ impl Step {
 /// An instance being worked on, as the runner knows it.
 #[derive(Debug, Clone)]
 pub struct Active {
-    pub id: String,
+    pub id: InstanceId,
     pub region: String,
     pub key_id: Option<String>,
     pub key_region: Option<String>,
@@ -96,7 +96,7 @@ impl Active {
             cleared: row.cleared_to_send,
             settles_at: None,
             verify_until: None,
-            accepted: row.last_outcome.as_deref() == Some("accepted"),
+            accepted: row.last_outcome == Some(Disposition::Accepted),
             last_error_code: row.last_error_code.clone(),
             last_error_message: row.last_error_message.clone(),
             read_failures: 0,
@@ -178,7 +178,7 @@ pub struct Ctx {
 }
 
 fn record<T>(
-    action: &str,
+    action: Action,
     endpoint: &Endpoint,
     called: &Called<T>,
     request_id: Option<String>,
@@ -188,7 +188,7 @@ fn record<T>(
         Ok(_) => (None, None),
     };
     CallRecord {
-        action: action.to_string(),
+        action,
         endpoint: endpoint.host.clone(),
         sent_at_ms: called.sent_at_ms,
         latency_ms: called.latency.as_millis() as i64,
@@ -247,14 +247,14 @@ impl Ctx {
         &self,
         endpoint: &Endpoint,
         service: Service,
-        action: &'static str,
+        action: Action,
         region: &str,
         req: &Q,
         gate: &dyn Gate,
     ) -> (Result<R, Failure>, CallRecord, Instant) {
         let called = self
             .client
-            .call_gated::<Q, R>(endpoint, service, action, Some(region), req, gate)
+            .call_gated::<Q, R>(endpoint, service, action.as_str(), Some(region), req, gate)
             .await;
         let request_id = called
             .result
@@ -324,13 +324,13 @@ async fn read(
     r: &mut StepResult,
 ) -> StepOutcome {
     let req = InstanceIdRequest {
-        instance_id: a.id.clone(),
+        instance_id: a.id.to_string(),
     };
     let (result, mut rec, sent_at) = ctx
         .call::<_, serde_json::Value>(
             &a.cdb,
             Service::Cdb,
-            DESCRIBE_DB_INSTANCE_INFO,
+            Action::DescribeDBInstanceInfo,
             &a.region,
             &req,
             gate,
@@ -346,7 +346,7 @@ async fn read(
         EncryptionReading::Yes => true,
         EncryptionReading::No => false,
         EncryptionReading::Unreadable(raw) => {
-            rec.error_code = Some(UNREADABLE_READ.into());
+            rec.error_code = Some(Code::EncryptionUnreadable.as_str().into());
             rec.error_message = Some(format!("Encryption was {raw}: neither YES nor NO"));
             return unreadable(ctx, a, step, raw, rec).await;
         }
@@ -370,11 +370,6 @@ async fn read(
     }
 }
 
-/// The code journaled for one read whose `Encryption` was neither `YES` nor `NO`.
-pub const UNREADABLE_READ: &str = "EncryptionUnreadable";
-/// The code an instance fails with when reads stay unreadable past the verify deadline.
-pub const VERIFICATION_UNREADABLE: &str = "VerificationUnreadable";
-
 /// `Encryption` was neither `YES` nor `NO`: never a `NO`. Ask again with
 /// backoff; past the verify deadline, fail with the raw value (no re-send).
 async fn unreadable(
@@ -391,7 +386,7 @@ async fn unreadable(
             "DescribeDBInstanceInfo kept answering Encryption={raw} (neither YES nor NO) for {:?}; whether encryption is on is unknown, so nothing was re-sent: check the console",
             now.duration_since(since)
         );
-        let code = VERIFICATION_UNREADABLE.to_string();
+        let code = Code::VerificationUnreadable.as_str().to_string();
         let fact = if a.state == State::Pending {
             Fact::PreflightFailed { code, message }
         } else {
@@ -470,14 +465,14 @@ async fn verified_no(ctx: &Ctx, a: &mut Active) -> StepOutcome {
     if a.attempts_used() >= cfg.max_attempts {
         let (code, message) = if a.accepted {
             (
-                "VerifyDeadlineExceeded".to_string(),
+                Code::VerifyDeadlineExceeded.as_str().to_string(),
                 format!("the last attempt was accepted but Encryption still read NO after {:?}; gave up after {} attempts", cfg.verify_deadline, a.attempts_used()),
             )
         } else {
             (
                 a.last_error_code
                     .clone()
-                    .unwrap_or_else(|| "AttemptsExhausted".into()),
+                    .unwrap_or_else(|| Code::AttemptsExhausted.as_str().into()),
                 format!(
                     "{}; verified NO, gave up after {} attempts",
                     a.last_error_message.clone().unwrap_or_default(),
@@ -553,7 +548,7 @@ async fn read_failed(
                     Fact::PreflightFailed { code, message }
                 } else {
                     Fact::GaveUp {
-                        code: "VerificationUnavailable".into(),
+                        code: Code::VerificationUnavailable.as_str().into(),
                         message: format!(
                             "the outcome of the last attempt could not be verified: {message}"
                         ),
@@ -569,13 +564,13 @@ async fn read_failed(
 
 async fn features(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult) -> StepOutcome {
     let req = InstanceIdRequest {
-        instance_id: a.id.clone(),
+        instance_id: a.id.to_string(),
     };
     let (result, rec, _) = ctx
         .call::<_, DescribeDBFeaturesResponse>(
             &a.cdb,
             Service::Cdb,
-            DESCRIBE_DB_FEATURES,
+            Action::DescribeDBFeatures,
             &a.region,
             &req,
             gate,
@@ -591,7 +586,7 @@ async fn features(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult
         ctx.apply(
             a,
             Fact::PreflightFailed {
-                code: "UnsupportedEncryption".into(),
+                code: Code::UnsupportedEncryption.as_str().into(),
                 message:
                     "DescribeDBFeatures: IsSupportEncryption is false; this instance cannot use TDE"
                         .into(),
@@ -605,7 +600,7 @@ async fn features(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult
         ctx.apply(
             a,
             Fact::PreflightFailed {
-                code: "EncryptionNeedUpgrade".into(),
+                code: Code::EncryptionNeedUpgrade.as_str().into(),
                 message: format!(
                     "DescribeDBFeatures: EncryptionNeedUpgrade is true; upgrade the kernel minor version ({} -> {}) first",
                     f.current_sub_version, f.target_sub_version
@@ -640,7 +635,7 @@ async fn kms_key(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult)
         .call::<_, DescribeKeyResponse>(
             &ep,
             Service::Kms,
-            DESCRIBE_KEY,
+            Action::DescribeKey,
             &key_region,
             &DescribeKeyRequest {
                 key_id: key_id.clone(),
@@ -658,7 +653,7 @@ async fn kms_key(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult)
         ctx.apply(
             a,
             Fact::PreflightFailed {
-                code: "KmsKeyNotEnabled".into(),
+                code: Code::KmsKeyNotEnabled.as_str().into(),
                 message: format!(
                     "KMS key {key_id} in {key_region} is {}, not Enabled",
                     meta.key_state
@@ -675,7 +670,7 @@ async fn kms_key(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult)
 
 fn open_request(a: &Active) -> OpenDBInstanceEncryptionRequest {
     OpenDBInstanceEncryptionRequest {
-        instance_id: a.id.clone(),
+        instance_id: a.id.to_string(),
         key_id: a.key_id.clone(),
         key_region: a.key_id.as_ref().and(a.key_region.clone()),
     }
@@ -701,7 +696,7 @@ async fn send(ctx: &Ctx, a: &mut Active, gate: &dyn Gate, r: &mut StepResult) ->
         .call::<_, OpenDBInstanceEncryptionResponse>(
             &a.cdb,
             Service::Cdb,
-            OPEN_DB_INSTANCE_ENCRYPTION,
+            Action::OpenDBInstanceEncryption,
             &a.region,
             &open_request(a),
             gate,

@@ -88,7 +88,7 @@ pub fn specs_of(world: &World) -> Vec<InstanceSpec> {
         .filter(|i| i.instance_type == 1)
         .enumerate()
         .map(|(n, i)| InstanceSpec {
-            id: i.id.clone(),
+            id: i.id.parse().expect("the emulator's masters have valid ids"),
             region: i.region.clone(),
             key_id: None,
             key_region: None,
