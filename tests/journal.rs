@@ -338,11 +338,14 @@ async fn an_edit_of_any_hashed_field_is_named_at_its_event() {
     // Every field must be in the hashed content: leaving one out lets that edit pass.
     let dir = tempfile::tempdir().unwrap();
     let path = four_event_journal(dir.path()).await;
+    // Checked columns (migration 0004) are edited to another allowed value.
+    let checked = [
+        ("kind", "GaveUp", "VerifiedEncrypted"),
+        ("from_state", "failed", "encrypted"),
+        ("to_state", "failed", "encrypted"),
+    ];
     let text = [
         "instance_id",
-        "kind",
-        "from_state",
-        "to_state",
         "action",
         "endpoint",
         "request_id",
@@ -357,7 +360,10 @@ async fn an_edit_of_any_hashed_field_is_named_at_its_event() {
         .chain(
             ints.iter()
                 .map(|f| format!("UPDATE events SET {f} = COALESCE({f}, 0) + 1 WHERE id = 3")),
-        );
+        )
+        .chain(checked.iter().map(|(f, a, b)| {
+            format!("UPDATE events SET {f} = CASE WHEN {f} IS '{a}' THEN '{b}' ELSE '{a}' END WHERE id = 3")
+        }));
     for sql in edits {
         let c = tamperable_copy(&path, &format!("f{}", sql.len()));
         c.execute_batch(&sql).unwrap();
@@ -429,4 +435,64 @@ async fn a_rehashed_edit_still_breaks_the_chain_at_the_next_event() {
         ChainReport::Broken { event_id, .. } => assert_eq!(event_id, 4),
         r => panic!("re-hashed detail edit not detected: {r:?}"),
     }
+}
+
+/// An operator's journal written by an earlier fleetcrypt (schema 3, before the
+/// CHECK constraints): readers read it as it is, the writer migrates it, and
+/// every row, the chain and every state survive.
+#[tokio::test]
+async fn a_journal_written_by_schema_3_is_read_migrated_and_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    std::fs::copy("tests/data/journals/v3-kill-resume-retry.sqlite", &path).unwrap();
+    let version = |c: &rusqlite::Connection| -> i64 {
+        c.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    };
+
+    // Before any writer opens it: status, reports and verify read schema 3.
+    let before = {
+        let c = schema::open_reader(&path).unwrap();
+        assert_eq!(version(&c), 3);
+        let counts = read::counts(&c).unwrap();
+        let report = chain::verify(&c).unwrap();
+        (counts, report)
+    };
+    let head = "2b1eace2fd4a90b8acda75b3f759c1bd9be83e39cda2f0f70accecb62a37fdf0";
+    assert_eq!(
+        before.1,
+        ChainReport::Intact {
+            events: 651,
+            head: head.into()
+        }
+    );
+    assert_eq!(before.0.values().sum::<u64>(), 60);
+    let mut json = Vec::new();
+    fleetcrypt::report::write(&path, fleetcrypt::report::Format::Json, &mut json).unwrap();
+
+    // The writer migrates it to the current schema.
+    let journal = Journal::open(&path).unwrap();
+    drop(journal);
+    let c = schema::open_reader(&path).unwrap();
+    assert_eq!(version(&c) as usize, schema::MIGRATIONS.len());
+    assert_eq!(read::counts(&c).unwrap(), before.0);
+    assert_eq!(chain::verify(&c).unwrap(), before.1);
+    assert_eq!(chain::head(&c).unwrap(), head);
+    let mut rows = 0;
+    read::for_each_instance(&c, |row| {
+        rows += 1;
+        assert!(row.state.is_terminal(), "{row:?}");
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(rows, 60);
+    let mut again = Vec::new();
+    fleetcrypt::report::write(&path, fleetcrypt::report::Format::Json, &mut again).unwrap();
+    let strip = |v: &[u8]| {
+        let mut v: serde_json::Value = serde_json::from_slice(v).unwrap();
+        v.as_object_mut().unwrap().remove("generated_at");
+        v
+    };
+    assert_eq!(strip(&json), strip(&again), "the report reads the same");
 }

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_run_timeout.sql"),
     include_str!("../../migrations/0003_run_settle.sql"),
+    include_str!("../../migrations/0004_checked_vocabulary.sql"),
 ];
 
 fn unusable(path: &Path, reason: impl std::fmt::Display) -> JournalError {
@@ -295,11 +296,60 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir.path().join("j.db")).unwrap();
         conn.execute(
-            "INSERT INTO events (at_ms, kind, prev_hash, hash) VALUES (1, 'x', '', '')",
+            "INSERT INTO events (at_ms, kind, prev_hash, hash) VALUES (1, 'RunStarted', '', '')",
             [],
         )
         .unwrap();
-        assert!(conn.execute("UPDATE events SET kind = 'y'", []).is_err());
+        assert!(conn
+            .execute("UPDATE events SET kind = 'RunEnded'", [])
+            .is_err());
         assert!(conn.execute("DELETE FROM events", []).is_err());
+    }
+
+    /// The CHECK lists of migration 0004 are exactly the model's values: every
+    /// value the code can write is accepted, and anything else is refused.
+    #[test]
+    fn the_stored_vocabulary_is_checked_against_the_model() {
+        use crate::model::{Disposition, EventKind, State};
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("j.db")).unwrap();
+        let event = |kind: &str, from: Option<&str>, to: Option<&str>| {
+            conn.execute(
+                "INSERT INTO events (at_ms, kind, from_state, to_state, prev_hash, hash) VALUES (1, ?1, ?2, ?3, '', '')",
+                rusqlite::params![kind, from, to],
+            )
+        };
+        for k in EventKind::ALL {
+            event(k.as_str(), None, None).unwrap();
+        }
+        for s in State::ALL {
+            event("Imported", Some(s.as_str()), Some(s.as_str())).unwrap();
+        }
+        for bad in ["", "Noted", "runstarted", "RunStarted "] {
+            assert!(event(bad, None, None).is_err(), "kind {bad:?}");
+        }
+        for bad in ["", "done", "Pending", "retry-wait"] {
+            assert!(event("Imported", Some(bad), None).is_err(), "from {bad:?}");
+            assert!(event("Imported", None, Some(bad)).is_err(), "to {bad:?}");
+        }
+        let instance = |n: i64, state: &str, outcome: Option<&str>| {
+            conn.execute(
+                "INSERT INTO instances (instance_id, seq, region, state, last_outcome, imported_at_ms, updated_at_ms) VALUES (?1, ?2, 'ap-guangzhou', ?3, ?4, 1, 1)",
+                rusqlite::params![format!("cdb-{n:08}"), n, state, outcome],
+            )
+        };
+        let mut n = 0;
+        for s in State::ALL {
+            for o in Disposition::ALL
+                .map(|d| Some(d.as_str()))
+                .into_iter()
+                .chain([None])
+            {
+                n += 1;
+                instance(n, s.as_str(), o).unwrap();
+            }
+        }
+        assert!(instance(n + 1, "pending", Some("accept")).is_err());
+        assert!(instance(n + 2, "finished", None).is_err());
     }
 }
