@@ -13,7 +13,7 @@
 use std::io::Write as _;
 
 use fleetcrypt::api::cdb::EncryptionReading;
-use fleetcrypt::api::client::parse_envelope;
+use fleetcrypt::api::parse_envelope;
 use fleetcrypt::api::sign::{self, SignInput, ALGORITHM, SIGNED_HEADERS};
 use fleetcrypt::api::Failure;
 use fleetcrypt::input::{self, Defaults, InstanceSpec, KNOWN_REGIONS};

@@ -2,15 +2,15 @@
 //! journal or the runner.
 
 pub mod cdb;
-pub mod classify;
-pub mod client;
-pub mod credentials;
-pub mod endpoint;
+mod classify;
+mod client;
+pub(crate) mod credentials;
+mod endpoint;
 pub mod kms;
 pub mod sign;
 mod transport;
 
-pub use classify::{classify, CallKind, Failure, Outcome};
-pub use client::{Answer, Called, Client, ClientOptions, Gate};
+pub use classify::{after_settled_no, classify, stops_run, CallKind, Failure, Outcome};
+pub use client::{parse_envelope, Answer, Called, Client, ClientOptions, Gate};
 pub use credentials::{Credentials, Secret};
-pub use endpoint::{Endpoint, EndpointPolicy, Service};
+pub use endpoint::{Endpoint, EndpointError, EndpointPolicy, Service};

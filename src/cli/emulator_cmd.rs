@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{exit, parse_duration};
+use super::args::parse_duration;
+use super::error::{CliError, CliResult, Done};
 use crate::api::Secret;
 use crate::emulator::{BadAnswer, Emulator, EmulatorConfig, Faults, Generate, Latency, World};
 use crate::input::{self, Defaults};
@@ -220,21 +221,13 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
     Ok((c, generated))
 }
 
-pub async fn run(args: EmulatorArgs) -> u8 {
-    let (config, generated) = match config(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("fleetcrypt emulator: {e}");
-            return exit::USAGE;
-        }
-    };
+pub(super) async fn run(args: EmulatorArgs) -> CliResult {
+    let (config, generated) =
+        config(&args).map_err(|e| CliError::usage(format!("emulator: {e}")))?;
     let world = match (&args.fleet, args.generate) {
         (Some(path), _) => match input::load(&path.display().to_string(), &Defaults::default()) {
-            Ok(specs) => super::job::world_from_fleet(&specs),
-            Err(e) => {
-                eprint!("fleetcrypt emulator: {e}");
-                return exit::USAGE;
-            }
+            Ok(specs) => super::demo::world_from_fleet(&specs),
+            Err(e) => return Err(CliError::usage(format!("emulator: {e}"))),
         },
         (None, n) => World::generate(&Generate {
             count: n.unwrap_or(100),
@@ -251,20 +244,17 @@ pub async fn run(args: EmulatorArgs) -> u8 {
     if let Some(path) = &args.write_fleet {
         let written = crate::report::create_private(path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, world.fleet_csv().as_bytes()));
-        if let Err(e) = written {
-            eprintln!("fleetcrypt emulator: cannot write {}: {e}", path.display());
-            return exit::SOME_FAILED;
-        }
+        written.map_err(|e| {
+            CliError::failed(format!("emulator: cannot write {}: {e}", path.display()))
+        })?;
     }
     let instances = world.instances.len();
     let (id, key) = config.credentials[0].clone();
-    let emu = match Emulator::start(config, world, args.listen).await {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("fleetcrypt emulator: cannot listen on {}: {e}", args.listen);
-            return exit::SOME_FAILED;
-        }
-    };
+    let emu = Emulator::start(config, world, args.listen)
+        .await
+        .map_err(|e| {
+            CliError::failed(format!("emulator: cannot listen on {}: {e}", args.listen))
+        })?;
     say!(
         "fleetcrypt emulator listening on {} ({instances} instances)",
         emu.url()
@@ -279,7 +269,7 @@ pub async fn run(args: EmulatorArgs) -> u8 {
     let _ = std::io::stdout().flush();
     let _ = tokio::signal::ctrl_c().await;
     emu.stop();
-    exit::OK
+    Ok(Done::Ok)
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! ground-truth view at `GET /__emulator/state`. It reuses `api::sign` to verify
 //! and keeps its own world; the runner never knows it talks to it.
 
-pub mod config;
-pub mod server;
-pub mod world;
+mod config;
+mod server;
+mod world;
 
 pub use config::{BadAnswer, BadAnswerKind, EmulatorConfig, Faults, Latency};
 pub use server::Emulator;

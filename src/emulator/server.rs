@@ -103,11 +103,6 @@ impl Emulator {
         self.shared.ground_truth()
     }
 
-    /// Runs `f` on the world (tests use it to change the world mid-run).
-    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        f(&mut self.shared.inner.lock().unwrap().world)
-    }
-
     /// Replaces the bad answers in force (tests turn them up or down mid-run).
     pub fn set_bad_answers(&self, bad: Vec<BadAnswer>) {
         self.shared.inner.lock().unwrap().bad_answers = bad;

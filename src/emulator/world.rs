@@ -10,7 +10,6 @@ use serde::Serialize;
 
 /// Instance roles as `DescribeDBInstances.InstanceType` numbers them.
 pub const MASTER: i64 = 1;
-pub const DISASTER_RECOVERY: i64 = 2;
 pub const READ_ONLY: i64 = 3;
 
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ pub mod chain;
 pub mod read;
 pub mod schema;
 mod sql;
-pub mod state;
+mod state;
 mod writer;
 
 use std::fs::File;
@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use crate::model::{InstanceId, State};
 
 pub use chain::{ChainReport, EventRow};
-pub use sql::sql_list;
-pub use state::Move;
+pub(crate) use sql::sql_list;
+
 pub use writer::{
     load_active, Applied, CallRecord, Change, Fact, ImportSummary, InstanceRow, Journal,
 };

@@ -205,7 +205,6 @@ pub fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRow>
 enum Op {
     Import(Vec<InstanceSpec>, i64),
     Apply(Change),
-    Note(EventRow),
     StartRun {
         command: String,
         rate: Option<u32>,
@@ -228,7 +227,7 @@ enum Op {
 enum Done {
     Imported(ImportSummary),
     Applied(Applied),
-    Noted,
+    RunEnded,
     Run(i64),
     Reset(u64),
 }
@@ -342,11 +341,6 @@ impl Journal {
             Done::Applied(a) => Ok(a),
             _ => unreachable!(),
         }
-    }
-
-    /// Appends an event that moves no instance (run notes).
-    pub async fn note(&self, event: EventRow) -> Result<(), JournalError> {
-        self.write(Op::Note(event)).await.map(|_| ())
     }
 
     /// Records a run; `timeout` is its per-request timeout and `settle` its settle
@@ -591,7 +585,6 @@ fn execute(conn: &Connection, op: Op, chain: &mut ChainState) -> Result<Done, Jo
     match op {
         Op::Import(specs, at_ms) => import(conn, chain, specs, at_ms).map(Done::Imported),
         Op::Apply(change) => apply(conn, chain, change).map(Done::Applied),
-        Op::Note(ev) => append_event(conn, chain, ev).map(|_| Done::Noted),
         Op::StartRun {
             command,
             rate,
@@ -637,7 +630,7 @@ fn execute(conn: &Connection, op: Op, chain: &mut ChainState) -> Result<Done, Jo
                     ..EventRow::default()
                 },
             )?;
-            Ok(Done::Noted)
+            Ok(Done::RunEnded)
         }
         Op::ResetFailed {
             code,

@@ -266,7 +266,7 @@ impl Dispatcher {
                 let at = Instant::now() + delay;
                 self.schedule(a, step, at);
             }
-            Next::Parked | Next::JournalFailed(_) => {}
+            Next::Parked | Next::JournalFailed => {}
         }
     }
 

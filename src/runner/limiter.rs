@@ -183,6 +183,7 @@ impl Limiter {
         }
     }
 
+    #[cfg(test)]
     pub fn current_cap(&self) -> u32 {
         self.cap
     }

@@ -2,10 +2,10 @@
 //! state, pipelining preflight, requests and verification across per-(endpoint,
 //! action) limiters (SPEC §1).
 
-pub mod backoff;
-pub mod dispatcher;
-pub mod limiter;
-pub mod steps;
+mod backoff;
+mod dispatcher;
+pub(crate) mod limiter;
+mod steps;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -134,7 +134,7 @@ pub enum RunError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]
-    Endpoint(#[from] crate::api::endpoint::EndpointError),
+    Endpoint(#[from] crate::api::EndpointError),
 }
 
 impl From<rusqlite::Error> for RunError {

@@ -9,8 +9,8 @@ use rand::Rng;
 
 use super::RunConfig;
 use crate::api::cdb::*;
-use crate::api::classify::{after_settled_no, stops_run};
 use crate::api::kms::{DescribeKeyRequest, DescribeKeyResponse};
+use crate::api::{after_settled_no, stops_run};
 use crate::api::{classify, CallKind, Called, Client, Endpoint, Failure, Gate, Outcome, Service};
 use crate::journal::{Applied, CallRecord, Change, Fact, InstanceRow, Journal, JournalError};
 use crate::model::{hint, now_ms, Action, Code, Disposition, InstanceId, State};
@@ -134,8 +134,9 @@ pub enum Next {
     After(Step, Duration),
     /// The run is stopping; the journal holds where this instance is.
     Parked,
-    /// The journal could not record a fact: the run cannot go on safely.
-    JournalFailed(String),
+    /// The journal could not record a fact: the run cannot go on safely (the
+    /// reason travels in `StopReason::JournalFailed`).
+    JournalFailed,
 }
 
 /// Why the run stopped early.
@@ -301,7 +302,7 @@ pub async fn execute(ctx: Arc<Ctx>, mut a: Active, step: Step, gate: Arc<dyn Gat
         Ok(n) => n,
         Err(e) => {
             r.stop = Some(StopReason::JournalFailed(e.to_string()));
-            Next::JournalFailed(e.to_string())
+            Next::JournalFailed
         }
     };
     r.active = a;

@@ -1,0 +1,327 @@
+//! The flags (SPEC §3), parsed by clap; `job::setup` validates them into a
+//! `RunConfig` once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::output::LogFormat;
+use crate::api::EndpointPolicy;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetcrypt",
+    version,
+    about = "Turn on storage encryption (TDE) for a fleet of TencentDB for MySQL instances, safely, at the API rate limit, with an audit trail."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// tccli profile: reads ~/.tccli/NAME.credential (also TCCLI_PROFILE).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The SQLite journal.
+    #[arg(
+        long,
+        global = true,
+        default_value = "fleetcrypt.db",
+        value_name = "PATH"
+    )]
+    pub journal: PathBuf,
+    /// Base URL for every API call (default https://cdb.intl.tencentcloudapi.com; `{region}` is replaced per instance).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Pin a host name to an address, as curl does: NAME:PORT:ADDR (repeatable).
+    #[arg(long, global = true, value_name = "NAME:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// More log output (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output: warnings and the summary only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole job against the embedded emulator (no account, no network).
+    Demo(DemoArgs),
+    /// Validate the input and run the preflight reads only; sends no write.
+    Plan(PlanArgs),
+    /// Import the input into the journal and drive every instance to a terminal state.
+    Run(RunArgs),
+    /// Continue the journal's unfinished instances (same as `run` with no new input).
+    Resume(JobArgs),
+    /// Counts per state, rate, ETA and failures (read-only; works beside a live run).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Audit report from the journal.
+    Report {
+        #[arg(long, value_enum)]
+        format: crate::report::Format,
+        /// Write to FILE instead of standard output.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Put failed instances back to pending (logged as events).
+    RetryFailed {
+        /// Only instances whose last error code is CODE (or starts with CODE.).
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// List master instances with DescribeDBInstances into an input CSV.
+    Discover(DiscoverArgs),
+    /// The local CDB + KMS API emulator.
+    Emulator(super::emulator_cmd::EmulatorArgs),
+    /// One signed API call; the response JSON goes to standard output.
+    Call {
+        /// Product: cdb or kms (others with --api-version).
+        service: String,
+        /// Action, e.g. DescribeDBInstanceInfo.
+        action: String,
+        /// Request parameters as a JSON object.
+        #[arg(default_value = "{}")]
+        json: String,
+        /// X-TC-Region (default TENCENTCLOUD_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// API version for a service fleetcrypt does not know.
+        #[arg(long)]
+        api_version: Option<String>,
+        /// Request timeout.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// The journal's tamper-evident event chain.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Check the event chain: exit 0 intact, 1 broken (names the first bad event).
+    Verify,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Requests per second per action per endpoint (never more in any sliding second).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub rate: u32,
+    /// Requests in flight at once (rate x latency: 20/s x 10 s needs 200).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub max_in_flight: u32,
+    /// Per-request timeout.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// How long the server may still be working on an Open after it was sent,
+    /// whatever the client saw (a timeout does not stop the backend). Until then a
+    /// read of Encryption=NO does not count and nothing is re-sent; a YES ends it
+    /// early. Monotonic clock; after a restart, a fresh window. At least 10s + --timeout.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Allow --settle below 10s + --timeout: only against a server whose worst case
+    /// is known to be shorter (the emulator in tests and rehearsals).
+    #[arg(long, hide = true)]
+    pub allow_short_settle: bool,
+    /// Open attempts per instance before it fails.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+    /// How long to wait for Encryption=YES after an accepted request.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub verify_deadline: Duration,
+    /// Send each instance's calls to cdb.<region>.tencentcloudapi.com (one quota per region).
+    #[arg(long)]
+    pub regional_endpoints: bool,
+    /// Check custom KMS keys with kms DescribeKey before the request.
+    #[arg(long)]
+    pub check_kms: bool,
+    /// No confirmation prompt.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Margin added to the limiter's 1-second window for network jitter.
+    #[arg(long, default_value = "15ms", value_parser = parse_duration, hide = true)]
+    pub rate_margin: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// CSV (InstanceId[,Region,KeyId,KeyRegion,...]) or instance list; - for stdin.
+    #[arg(long, value_name = "FILE")]
+    pub instances: String,
+    /// Region for rows that leave it empty (default TENCENTCLOUD_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// KMS key for rows that leave it empty.
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// Region of --key-id.
+    #[arg(long)]
+    pub key_region: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Same as `plan`.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The fleet to emulate (default: the embedded samples/fleet.csv).
+    #[arg(long, value_name = "FILE")]
+    pub fleet: Option<PathBuf>,
+    /// Where to write the HTML report.
+    #[arg(long, default_value = "fleetcrypt-demo-report.html")]
+    pub report: PathBuf,
+    /// Requests per second per action.
+    #[arg(long, default_value_t = 20)]
+    pub rate: u32,
+    /// Keep the demo journal at this path instead of a temporary one.
+    #[arg(long)]
+    pub keep_journal: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DiscoverArgs {
+    /// Regions to list (`--region a b`, `--region a,b` or repeated).
+    #[arg(long, required = true, value_delimiter = ',', num_args = 1..)]
+    pub region: Vec<String>,
+    /// Only instances with this tag (K=V, repeatable; all must match).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Write the CSV to FILE instead of standard output.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+}
+
+/// `15s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs >= 0.0 && secs.is_finite() {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration (e.g. 15s, 500ms, 2m): {e}"))
+}
+
+/// `NAME:PORT:ADDR` as curl's --resolve.
+pub fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
+    let mut parts = s.splitn(3, ':');
+    let (Some(name), Some(port), Some(addr)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("--resolve {s:?}: expected NAME:PORT:ADDR"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("--resolve {s:?}: bad port"))?;
+    let ip: std::net::IpAddr = addr
+        .trim_matches(['[', ']'])
+        .parse()
+        .map_err(|_| format!("--resolve {s:?}: bad address"))?;
+    Ok((name.to_string(), SocketAddr::new(ip, port)))
+}
+
+impl Global {
+    pub fn endpoint_policy(&self, regional: bool) -> EndpointPolicy {
+        match &self.endpoint {
+            Some(url) => EndpointPolicy::Custom(url.clone()),
+            None if regional => EndpointPolicy::Regional,
+            None => EndpointPolicy::Default,
+        }
+    }
+
+    pub fn resolves(&self) -> Result<Vec<(String, SocketAddr)>, String> {
+        self.resolve.iter().map(|r| parse_resolve(r)).collect()
+    }
+}
+
+/// Runs the parsed command; returns the process exit code.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let a = Cli::try_parse_from(["fleetcrypt", "--journal", "a.db", "status"]).unwrap();
+        let b = Cli::try_parse_from(["fleetcrypt", "status", "--journal", "a.db"]).unwrap();
+        assert_eq!(a.global.journal, b.global.journal);
+    }
+
+    #[test]
+    fn discover_takes_regions_every_way() {
+        for args in [
+            &[
+                "fleetcrypt",
+                "discover",
+                "--region",
+                "ap-guangzhou",
+                "ap-shanghai",
+            ][..],
+            &[
+                "fleetcrypt",
+                "discover",
+                "--region",
+                "ap-guangzhou,ap-shanghai",
+            ][..],
+            &[
+                "fleetcrypt",
+                "discover",
+                "--region",
+                "ap-guangzhou",
+                "--region",
+                "ap-shanghai",
+            ][..],
+        ] {
+            match Cli::try_parse_from(args).unwrap().command {
+                Command::Discover(d) => assert_eq!(d.region, ["ap-guangzhou", "ap-shanghai"]),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn durations_and_resolve() {
+        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("soon").is_err());
+        let (n, a) = parse_resolve("cdb.ap-x.test:8080:127.0.0.1").unwrap();
+        assert_eq!(n, "cdb.ap-x.test");
+        assert_eq!(a, "127.0.0.1:8080".parse().unwrap());
+        assert!(parse_resolve("nope").is_err());
+    }
+}

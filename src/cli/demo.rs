@@ -1,0 +1,202 @@
+//! `demo`: the whole job against the embedded emulator, with a few faults on,
+//! then the emulator's ground truth beside the journal's summary.
+
+use std::time::{Duration, Instant};
+
+use super::args::{DemoArgs, Global, JobArgs};
+use super::error::{CliError, CliResult};
+use super::job::Job;
+use super::setup::{client, run_config};
+use super::summary;
+use crate::api::{Credentials, Secret};
+use crate::emulator::{Emulator, EmulatorConfig, Faults, Latency, World};
+use crate::input::{self, Defaults};
+use crate::journal::Journal;
+use crate::model::{Action, InstanceSpec};
+use crate::runner;
+
+/// The fleet `demo` emulates when no --fleet is given.
+pub(super) const SAMPLE_FLEET: &str = include_str!("../../samples/fleet.csv");
+
+/// A world of the given fleet: label `Encryption=YES` marks an instance already
+/// encrypted; custom keys exist in their KeyRegion (`KeyState` label, default Enabled).
+pub(super) fn world_from_fleet(specs: &[InstanceSpec]) -> World {
+    let mut world = World::default();
+    for s in specs {
+        let mut inst = crate::emulator::Instance::new(s.id.as_str(), &s.region);
+        if let Some(name) = s.label("Name") {
+            inst.name = name.to_string();
+        }
+        if s.label("Encryption")
+            .is_some_and(|v| v.eq_ignore_ascii_case("yes"))
+        {
+            inst = inst.pre_encrypted();
+        }
+        if s.label("SupportsEncryption")
+            .is_some_and(|v| v.eq_ignore_ascii_case("no"))
+        {
+            inst.supports_encryption = false;
+        }
+        for (k, v) in &s.labels {
+            if k.eq_ignore_ascii_case("env") || k.eq_ignore_ascii_case("team") {
+                inst.tags.push((k.to_lowercase(), v.clone()));
+            }
+        }
+        if let (Some(k), Some(r)) = (&s.key_id, &s.key_region) {
+            world.add_key(k, r, s.label("KeyState").unwrap_or("Enabled"));
+        }
+        world.add_instance(inst);
+    }
+    world
+}
+
+/// `demo`: the whole job against the embedded emulator, with a few faults on.
+pub(super) async fn demo(global: &Global, args: DemoArgs) -> CliResult {
+    let specs = match &args.fleet {
+        Some(path) => input::load(&path.display().to_string(), &Defaults::default()),
+        None => input::parse(
+            "samples/fleet.csv",
+            SAMPLE_FLEET.as_bytes(),
+            &Defaults::default(),
+        ),
+    };
+    let specs = specs.map_err(CliError::usage)?;
+    let world = world_from_fleet(&specs);
+    let secret_id = format!(
+        "AKIDdemo{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
+    let secret_key = uuid::Uuid::new_v4().simple().to_string();
+    let faults = Faults {
+        internal_applied: 0.08,
+        internal: 0.05,
+        kms_error: 0.03,
+        reset_applied: 0.03,
+        bad_gateway: 0.02,
+        hang_applied: 0.02,
+        hang_late: 0.02,
+        describe_internal: 0.02,
+        ..Faults::default()
+    };
+    let mut emu_config = EmulatorConfig {
+        credentials: vec![(secret_id.clone(), Secret::new(secret_key.clone()))],
+        faults,
+        propagation: Duration::from_millis(200),
+        blank_after_apply: Duration::from_millis(300),
+        apply_within: Duration::from_millis(500),
+        hang_for: Duration::from_millis(2500),
+        seed: rand::random(),
+        ..EmulatorConfig::default()
+    };
+    for v in emu_config.rate_limits.values_mut() {
+        *v = args.rate;
+    }
+    let open_latency = Latency::between(Duration::from_millis(300), Duration::from_millis(1500));
+    emu_config.latency.insert(
+        Action::OpenDBInstanceEncryption.as_str().into(),
+        open_latency,
+    );
+    // The demo knows its own server's worst case: the longest an Open can be worked
+    // on after it was sent (latency, then a hang, then a background apply). That is
+    // its settle window; against the real API the default is 60 s (SPEC §1).
+    let settle = open_latency.max
+        + emu_config.hang_for
+        + emu_config.apply_within
+        + emu_config.propagation.max(emu_config.blank_after_apply)
+        + Duration::from_millis(500);
+    let emu = Emulator::start(emu_config, world, "127.0.0.1:0".parse().unwrap())
+        .await
+        .map_err(|e| CliError::failed(format!("cannot start the emulator: {e}")))?;
+    eprintln!(
+        "fleetcrypt demo: emulated Tencent Cloud API at {} with {} instances, rate limit {}/s per action, faults on",
+        emu.url(),
+        specs.len(),
+        args.rate
+    );
+    eprintln!(
+        "fleetcrypt demo: --settle {} (this emulator works on an Open for at most {} after it is sent; against the real API the default is 60s)",
+        humantime::format_duration(settle),
+        humantime::format_duration(settle - Duration::from_millis(500)),
+    );
+    let demo_global = Global {
+        endpoint: Some(emu.url()),
+        ..global.clone()
+    };
+    let job = JobArgs {
+        rate: args.rate,
+        max_in_flight: 256,
+        timeout: Duration::from_secs(2),
+        max_attempts: 8,
+        verify_deadline: Duration::from_secs(20),
+        regional_endpoints: false,
+        check_kms: true,
+        yes: true,
+        settle,
+        allow_short_settle: true,
+        rate_margin: Duration::from_millis(15),
+    };
+    let mut config = run_config(&demo_global, &job).expect("demo flags are valid");
+    config.retry_backoff = runner::Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+    config.poll_backoff = runner::Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+    let tmp = tempfile::Builder::new().prefix("fleetcrypt-demo").tempdir();
+    let path = match (&args.keep_journal, &tmp) {
+        (Some(p), _) => p.clone(),
+        (None, Ok(d)) => d.path().join("demo.db"),
+        (None, Err(e)) => {
+            return Err(CliError::failed(format!(
+                "cannot create a scratch directory: {e}"
+            )))
+        }
+    };
+    let journal = Journal::open(&path).map_err(CliError::failed)?;
+    journal.import(specs).await.map_err(CliError::failed)?;
+    let client = client(
+        &demo_global,
+        Credentials::new(secret_id, secret_key),
+        config.timeout,
+        config.max_in_flight,
+    )?;
+    let started = Instant::now();
+    let result = Job {
+        journal: &journal,
+        client: &client,
+        config: &config,
+        command: Some("demo"),
+        quiet: global.quiet,
+    }
+    .execute()
+    .await;
+    drop(journal);
+    summary::print(
+        &path,
+        started.elapsed(),
+        config.rate,
+        args.keep_journal.is_some(),
+    );
+    let truth = emu.ground_truth();
+    let busiest = truth
+        .actions
+        .values()
+        .map(|a| a.max_in_1s_window)
+        .max()
+        .unwrap_or(0);
+    say!(
+        "Emulator ground truth: {} of {} instances encrypted, {} overlapping Opens, {} Opens on encrypted instances, {} blind re-sends, busiest second {} requests (limit {}), {} Open calls re-sent after a settled NO",
+        truth.instances.values().filter(|i| i.encrypted).count(),
+        truth.instances.len(),
+        truth.total_overlapping_open_calls(),
+        truth.total_open_calls_when_encrypted(),
+        truth.total_blind_open_calls(),
+        busiest,
+        args.rate,
+        truth.instances.values().map(|i| i.open_calls).sum::<u32>() as u64
+            - truth.instances.values().filter(|i| i.open_calls > 0).count() as u64,
+    );
+    let report = crate::report::write_file(&path, crate::report::Format::Html, &args.report);
+    emu.stop();
+    match report {
+        Ok(()) => say!("HTML report: {}", args.report.display()),
+        Err(e) => return Err(CliError::failed(format!("cannot write the report: {e}"))),
+    }
+    result
+}

@@ -1,0 +1,228 @@
+//! Everything a job needs before it touches the cloud, each check failing
+//! before anything is sent: flags into a `RunConfig`, the input, credentials,
+//! the client, the journal (locked), the import, and the Ctrl-C handler.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::args::{Global, InputArgs, JobArgs};
+use super::error::CliError;
+use super::exit;
+use crate::api::credentials::{self, Credentials, ProcessEnv};
+use crate::api::{Client, ClientOptions};
+use crate::input::{self, Defaults};
+use crate::journal::{schema, ImportSummary, Journal, JournalLock};
+use crate::runner::RunConfig;
+
+pub(super) fn run_config(global: &Global, job: &JobArgs) -> Result<RunConfig, CliError> {
+    let endpoints = global.endpoint_policy(job.regional_endpoints);
+    endpoints.validate().map_err(CliError::usage)?;
+    if job.verify_deadline < job.timeout {
+        return Err(CliError::usage(
+            "--verify-deadline must be at least --timeout",
+        ));
+    }
+    let floor = RunConfig::settle_floor(job.timeout);
+    if job.settle < floor && !job.allow_short_settle {
+        return Err(CliError::usage(format!(
+            "--settle {} is shorter than the API's documented 10s plus --timeout {} ({}): the server could still apply an Open after fleetcrypt re-sent it",
+            humantime::format_duration(job.settle),
+            humantime::format_duration(job.timeout),
+            humantime::format_duration(floor)
+        )));
+    }
+    if job.settle < job.timeout {
+        return Err(CliError::usage("--settle must be at least --timeout"));
+    }
+    Ok(RunConfig {
+        rate: job.rate,
+        max_in_flight: job.max_in_flight as usize,
+        timeout: job.timeout,
+        settle: job.settle,
+        max_attempts: job.max_attempts,
+        verify_deadline: job.verify_deadline,
+        check_kms: job.check_kms,
+        endpoints,
+        rate_margin: job.rate_margin,
+        max_active: (job.max_in_flight as usize * 4).max(64),
+        drain_limit: job.timeout + Duration::from_secs(5),
+        ..RunConfig::default()
+    })
+}
+
+fn load_input(input: &InputArgs) -> Result<input::Validated, CliError> {
+    if input.key_id.is_some() != input.key_region.is_some() {
+        return Err(CliError::usage("--key-id and --key-region go together"));
+    }
+    let defaults = Defaults {
+        region: input.region.clone().or_else(|| {
+            std::env::var("TENCENTCLOUD_REGION")
+                .ok()
+                .filter(|r| !r.is_empty())
+        }),
+        key_id: input.key_id.clone(),
+        key_region: input.key_region.clone(),
+    };
+    input::validate(&input.instances, &defaults).map_err(CliError::usage)
+}
+
+/// Credentials in SPEC order; missing ones are an account-wide stop (exit 3).
+/// At -v, logs which credentials were found: the SecretId and source as is, the
+/// key and token through `Secret`'s redacting `Debug` (tests/secrets.rs scans
+/// this log, so it fails if that redaction is ever removed).
+pub(super) fn load_credentials(global: &Global) -> Result<Credentials, CliError> {
+    let creds = credentials::load(global.profile.as_deref(), &ProcessEnv).map_err(|e| match e {
+        credentials::CredentialsError::Missing => CliError::Account(e.to_string()),
+        _ => CliError::usage(e),
+    })?;
+    tracing::debug!(credentials = ?creds, "credentials loaded");
+    Ok(creds)
+}
+
+/// The signed client for the global flags (`--resolve` pins) and a timeout.
+pub(super) fn client(
+    global: &Global,
+    creds: Credentials,
+    timeout: Duration,
+    pool: usize,
+) -> Result<Client, CliError> {
+    let resolve = global.resolves().map_err(CliError::usage)?;
+    Client::new(
+        creds,
+        &ClientOptions {
+            timeout,
+            resolve,
+            pool_max_idle_per_host: pool.max(16),
+            connect_delay_max: None,
+        },
+    )
+    .map_err(CliError::failed)
+}
+
+/// What `run`, `resume` and `plan` need before they touch a journal. Every
+/// check that can fail without sending anything happens here.
+pub(super) struct Prepared {
+    pub config: RunConfig,
+    pub specs: Option<input::Validated>,
+    pub client: Client,
+}
+
+pub(super) fn prepare(
+    global: &Global,
+    job: &JobArgs,
+    input: Option<&InputArgs>,
+) -> Result<Prepared, CliError> {
+    let config = run_config(global, job)?;
+    let specs = input.map(load_input).transpose()?;
+    let creds = load_credentials(global)?;
+    let client = client(global, creds, config.timeout, config.max_in_flight)?;
+    Ok(Prepared {
+        config,
+        specs,
+        client,
+    })
+}
+
+/// The journal for writing, with the lock that makes this process its only writer.
+pub(super) fn open_for_write(path: &Path) -> Result<(JournalLock, Journal), CliError> {
+    // Before the lock file is made beside it: a directory, a device or a damaged file
+    // is rejected without leaving anything behind.
+    schema::check_file(path).map_err(|e| CliError::usage(format!("{e}; nothing was sent")))?;
+    let lock = JournalLock::acquire(path).map_err(CliError::usage)?;
+    let journal = Journal::open(path).map_err(|e| CliError::journal(&e, "; nothing was sent"))?;
+    Ok((lock, journal))
+}
+
+/// A journal failure before anything was sent (import, the run record): the journal
+/// could not take the job, so nothing is sent and the exit is 2 (SPEC §3).
+pub(super) fn journal_refused(path: &Path, e: impl std::fmt::Display) -> CliError {
+    CliError::usage(format!(
+        "cannot write the journal {}: {e}; nothing was sent",
+        path.display()
+    ))
+}
+
+/// Streams a validated input into the journal in chunks (one transaction each),
+/// so a million-row file is never held in memory.
+pub(super) async fn import(
+    journal: &Journal,
+    specs: input::Validated,
+) -> Result<ImportSummary, CliError> {
+    let j = journal.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut total = ImportSummary::default();
+        let mut failure = None;
+        let read = specs.read_chunks(10_000, |chunk| match j.import_blocking(chunk) {
+            Ok(s) => {
+                total.added += s.added;
+                total.already_known += s.already_known;
+                total.differing.extend(s.differing);
+                Ok(())
+            }
+            Err(e) => {
+                let text = e.to_string();
+                failure = Some(e);
+                Err(std::io::Error::other(text))
+            }
+        });
+        match (failure, read) {
+            (Some(e), _) => Err(e.to_string()),
+            (None, Err(e)) => Err(format!("cannot read the input again: {e}")),
+            (None, Ok(())) => Ok(total),
+        }
+    })
+    .await;
+    match joined {
+        Ok(Ok(total)) => {
+            tracing::info!(
+                added = total.added,
+                already_in_journal = total.already_known,
+                "imported"
+            );
+            if let Some(first) = total.differing.first() {
+                tracing::warn!(count = total.differing.len(), first = %first, "instances already in the journal differ from the input (Region/KeyId/KeyRegion); the journal's values are kept");
+            }
+            Ok(total)
+        }
+        Ok(Err(e)) => Err(journal_refused(journal.path(), e)),
+        Err(e) => Err(CliError::failed(e)),
+    }
+}
+
+/// First Ctrl-C (or SIGTERM): stop dispatching and drain. Second: exit at once;
+/// the write-ahead journal makes that safe too.
+pub(super) fn install_interrupt(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let first = async {
+            match term.as_mut() {
+                Some(t) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} },
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        first.await;
+        eprintln!("\nfleetcrypt: stopping: no new requests; waiting for those in flight (Ctrl-C again to exit now; the journal stays consistent)");
+        token.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("fleetcrypt: exiting now");
+        std::process::exit(exit::INTERRUPTED as i32);
+    });
+}
+
+/// Asks on the terminal before an irreversible change; anything but `yes` is no.
+pub(super) fn confirm(pending: u64, journal: &Path) -> bool {
+    eprint!(
+        "About to enable storage encryption on up to {pending} instance(s) recorded in {}.\nEncryption cannot be turned off once enabled. Type 'yes' to continue: ",
+        journal.display()
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    line.trim().eq_ignore_ascii_case("yes")
+}

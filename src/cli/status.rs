@@ -1,0 +1,153 @@
+//! `status`: what a journal holds now, also beside a live run (read-only). One
+//! typed [`Status`], rendered as text or as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::args::Global;
+use super::commands::read_error;
+use super::error::{CliError, CliResult, Done};
+use crate::journal::{read, schema, JournalLock};
+use crate::model::{hint, now_ms, State};
+
+#[derive(Debug, Serialize)]
+pub(super) struct Status {
+    journal: String,
+    total: u64,
+    /// Every state, with 0 for the empty ones.
+    counts: BTreeMap<&'static str, u64>,
+    /// Instances not yet terminal.
+    pending: u64,
+    /// Whether a live process holds the journal's writer lock.
+    running: bool,
+    last_run: Option<LastRun>,
+    instances_per_s_last_minute: f64,
+    eta_s: Option<u64>,
+    max_requests_in_1s_window: BTreeMap<String, u64>,
+    failures: Vec<FailureSummary>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastRun {
+    id: i64,
+    command: String,
+    started_at: String,
+    ended_at: Option<String>,
+    exit_code: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct FailureSummary {
+    code: String,
+    count: u64,
+    examples: Vec<String>,
+    message: String,
+    hint: Option<&'static str>,
+}
+
+impl Status {
+    fn gather(conn: &Connection, global: &Global) -> rusqlite::Result<Status> {
+        let by_state = read::counts(conn)?;
+        let total: u64 = by_state.values().sum();
+        let pending: u64 = by_state
+            .iter()
+            .filter(|(s, _)| !s.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
+        let now = now_ms();
+        let runs = read::runs(conn)?;
+        let last = runs.last();
+        // Over the last minute, or since the current run started if that is more recent.
+        let since = last
+            .filter(|r| r.ended_at_ms.is_none())
+            .map_or(now - 60_000, |r| r.started_at_ms.max(now - 60_000));
+        let recent = read::finished_since(conn, since)?;
+        let rate = recent as f64 / ((now - since).max(1000) as f64 / 1000.0);
+        let failures = read::failures_by_code(conn)?
+            .into_iter()
+            .map(|g| FailureSummary {
+                hint: hint(&g.code),
+                examples: g.instances.into_iter().take(5).collect(),
+                code: g.code,
+                count: g.count,
+                message: g.message,
+            })
+            .collect();
+        Ok(Status {
+            journal: global.journal.display().to_string(),
+            total,
+            counts: State::ALL
+                .iter()
+                .map(|s| (s.as_str(), by_state.get(s).copied().unwrap_or(0)))
+                .collect(),
+            pending,
+            running: JournalLock::is_held(&global.journal),
+            last_run: last.map(|r| LastRun {
+                id: r.id,
+                command: r.command.clone(),
+                started_at: crate::report::iso(r.started_at_ms),
+                ended_at: r.ended_at_ms.map(crate::report::iso),
+                exit_code: r.exit_code,
+            }),
+            instances_per_s_last_minute: (rate * 100.0).round() / 100.0,
+            eta_s: (rate > 0.0).then(|| (pending as f64 / rate).round() as u64),
+            max_requests_in_1s_window: read::max_requests_in_1s_window(conn)?,
+            failures,
+        })
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "journal {} — {} instance(s){}",
+            self.journal,
+            self.total,
+            if self.running {
+                ", a run is in progress"
+            } else {
+                ""
+            }
+        )?;
+        for (state, n) in State::ALL
+            .iter()
+            .map(|s| (s.as_str(), self.counts[s.as_str()]))
+        {
+            writeln!(f, "  {state:<18} {n:>7}")?;
+        }
+        writeln!(
+            f,
+            "rate (last minute): {} instances/s   ETA: {}",
+            self.instances_per_s_last_minute,
+            self.eta_s
+                .map(|s| format!("{s}s"))
+                .unwrap_or_else(|| "-".into())
+        )?;
+        if !self.failures.is_empty() {
+            writeln!(f, "failures:")?;
+            for x in &self.failures {
+                writeln!(f, "  {:<32} {:>5}  {}", x.code, x.count, x.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn status(global: &Global, as_json: bool) -> CliResult {
+    let conn = schema::open_reader(&global.journal).map_err(CliError::usage)?;
+    let status = Status::gather(&conn, global).map_err(|e| read_error(global, &e))?;
+    if as_json {
+        say!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("a status serializes")
+        );
+    } else {
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), "{status}");
+    }
+    Ok(Done::Ok)
+}
