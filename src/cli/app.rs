@@ -3,7 +3,7 @@
 
 use super::args::{Cli, Command, JournalCommand};
 use super::error::{CliError, CliResult};
-use super::{commands, demo, emulator_cmd, job, output, status};
+use super::{commands, demo, discover, emulator_cmd, job, output, status};
 
 pub fn main(cli: Cli) -> u8 {
     let verbosity = if cli.global.quiet {
@@ -44,7 +44,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::RetryFailed { code } => {
             tokio::task::block_in_place(|| commands::retry_failed(&global, code))
         }
-        Command::Discover(a) => commands::discover(&global, a).await,
+        Command::Discover(a) => discover::discover(&global, a).await,
         Command::Emulator(a) => emulator_cmd::run(a).await,
         Command::Call {
             service,

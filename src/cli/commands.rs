@@ -1,15 +1,13 @@
-//! The smaller commands: report, retry-failed, discover, call, journal verify.
+//! The smaller commands: report, retry-failed, call, journal verify.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::args::{DiscoverArgs, Global};
+use super::args::Global;
 use super::error::{CliError, CliResult, Done};
 use super::setup::{client, load_credentials, open_for_write};
-use crate::api::cdb::*;
 use crate::api::{Client, Endpoint, Failure, Service};
 use crate::journal::{chain, schema, ChainReport};
 use crate::model::hint;
@@ -123,14 +121,14 @@ pub(super) fn journal_verify(global: &Global) -> CliResult {
     }
 }
 
-fn make_client(global: &Global, timeout: Duration) -> Result<Client, CliError> {
+pub(super) fn make_client(global: &Global, timeout: Duration) -> Result<Client, CliError> {
     let creds = load_credentials(global)?;
     client(global, creds, timeout, 16)
 }
 
 /// An API call that failed: the code, message and RequestId, with a hint; an
 /// AuthFailure is account-wide (exit 3).
-fn call_failed(f: &Failure) -> CliError {
+pub(super) fn call_failed(f: &Failure) -> CliError {
     let message = format!(
         "{}: {}{}{}",
         f.code(),
@@ -203,128 +201,4 @@ pub(super) async fn call(
         }
         Err(f) => Err(call_failed(&f)),
     }
-}
-
-pub(super) async fn discover(global: &Global, args: DiscoverArgs) -> CliResult {
-    let mut tags = Vec::new();
-    for t in &args.tag {
-        match t.split_once('=') {
-            Some((k, v)) => tags.push(TagFilter {
-                key: k.to_string(),
-                value: v.to_string(),
-            }),
-            None => return Err(CliError::usage(format!("--tag {t:?}: expected KEY=VALUE"))),
-        }
-    }
-    for r in &args.region {
-        if !crate::input::is_known_region(r) {
-            return Err(CliError::usage(format!("unknown region {r:?}")));
-        }
-    }
-    let client = make_client(global, Duration::from_secs(15))?;
-    let policy = global.endpoint_policy(false);
-    let mut rows: Vec<InstanceInfo> = Vec::new();
-    let mut limiter = crate::runner::limiter::Limiter::new(100, Duration::from_millis(15));
-    for region in &args.region {
-        let endpoint = policy
-            .resolve(Service::Cdb, region)
-            .map_err(CliError::usage)?;
-        let mut offset = 0i64;
-        let mut failures = 0;
-        loop {
-            while let Err(t) = limiter.try_acquire() {
-                tokio::time::sleep_until(t.into()).await;
-            }
-            let req = DescribeDBInstancesRequest {
-                instance_types: Some(vec![1]),
-                offset: Some(offset),
-                limit: Some(2000),
-                tags: (!tags.is_empty()).then(|| tags.clone()),
-                ..DescribeDBInstancesRequest::default()
-            };
-            let called = client
-                .call::<_, DescribeDBInstancesResponse>(
-                    &endpoint,
-                    Service::Cdb,
-                    DESCRIBE_DB_INSTANCES,
-                    Some(region),
-                    &req,
-                )
-                .await;
-            match called.result {
-                Ok(page) => {
-                    failures = 0;
-                    let n = page.data.items.len() as i64;
-                    tracing::info!(region = %region, offset, got = n, total = page.data.total_count, "listed");
-                    rows.extend(page.data.items.into_iter().map(|mut i| {
-                        if i.region.is_empty() {
-                            i.region = region.clone();
-                        }
-                        i
-                    }));
-                    offset += n;
-                    if n == 0 || offset >= page.data.total_count {
-                        break;
-                    }
-                }
-                Err(f) => {
-                    let outcome = crate::api::classify(crate::api::CallKind::Read, &f);
-                    failures += 1;
-                    if !matches!(
-                        outcome,
-                        crate::api::Outcome::Throttled | crate::api::Outcome::Transient
-                    ) || failures > 5
-                    {
-                        return Err(call_failed(&f));
-                    }
-                    if outcome == crate::api::Outcome::Throttled {
-                        limiter.throttled();
-                    }
-                    tokio::time::sleep(Duration::from_millis(200 * failures)).await;
-                }
-            }
-        }
-    }
-    let write = |w: &mut dyn Write| -> std::io::Result<()> {
-        let mut csv = csv::Writer::from_writer(w);
-        csv.write_record([
-            "InstanceId",
-            "Region",
-            "InstanceName",
-            "Zone",
-            "EngineVersion",
-            "Status",
-            "InitFlag",
-            "Tags",
-        ])?;
-        for i in &rows {
-            let tags: Vec<String> = i
-                .tag_list
-                .iter()
-                .map(|t| format!("{}={}", t.tag_key, t.tag_value))
-                .collect();
-            csv.write_record([
-                i.instance_id.as_str(),
-                &i.region,
-                &crate::report::csv_safe(&i.instance_name),
-                &i.zone,
-                &i.engine_version,
-                &i.status.to_string(),
-                &i.init_flag.to_string(),
-                &crate::report::csv_safe(&tags.join(";")),
-            ])?;
-        }
-        csv.flush()
-    };
-    let result = match &args.output {
-        Some(path) => crate::report::create_private(path).and_then(|mut f| write(&mut f)),
-        None => write(&mut std::io::stdout().lock()),
-    };
-    result.map_err(|e| CliError::failed(format!("cannot write: {e}")))?;
-    eprintln!(
-        "fleetcrypt: {} master instance(s) found in {} region(s)",
-        rows.len(),
-        args.region.len()
-    );
-    Ok(Done::Ok)
 }

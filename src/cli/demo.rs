@@ -50,6 +50,120 @@ pub(super) fn world_from_fleet(specs: &[InstanceSpec]) -> World {
     world
 }
 
+/// The demo's emulated API: the given fleet, a few faults of every kind, the
+/// rate limit, and the settle window that covers this server's worst case.
+struct DemoServer {
+    emulator: Emulator,
+    secret_id: String,
+    secret_key: String,
+    settle: Duration,
+}
+
+impl DemoServer {
+    async fn start(world: World, rate: u32) -> Result<DemoServer, CliError> {
+        let secret_id = format!(
+            "AKIDdemo{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        );
+        let secret_key = uuid::Uuid::new_v4().simple().to_string();
+        let faults = Faults {
+            internal_applied: 0.08,
+            internal: 0.05,
+            kms_error: 0.03,
+            reset_applied: 0.03,
+            bad_gateway: 0.02,
+            hang_applied: 0.02,
+            hang_late: 0.02,
+            describe_internal: 0.02,
+            ..Faults::default()
+        };
+        let mut config = EmulatorConfig {
+            credentials: vec![(secret_id.clone(), Secret::new(secret_key.clone()))],
+            faults,
+            propagation: Duration::from_millis(200),
+            blank_after_apply: Duration::from_millis(300),
+            apply_within: Duration::from_millis(500),
+            hang_for: Duration::from_millis(2500),
+            seed: rand::random(),
+            ..EmulatorConfig::default()
+        };
+        for v in config.rate_limits.values_mut() {
+            *v = rate;
+        }
+        let open_latency =
+            Latency::between(Duration::from_millis(300), Duration::from_millis(1500));
+        config.latency.insert(
+            Action::OpenDBInstanceEncryption.as_str().into(),
+            open_latency,
+        );
+        // The demo knows its own server's worst case: the longest an Open can be worked
+        // on after it was sent (latency, then a hang, then a background apply). That is
+        // its settle window; against the real API the default is 60 s (SPEC §1).
+        let settle = open_latency.max
+            + config.hang_for
+            + config.apply_within
+            + config.propagation.max(config.blank_after_apply)
+            + SETTLE_CUSHION;
+        let emulator = Emulator::start(config, world, "127.0.0.1:0".parse().unwrap())
+            .await
+            .map_err(|e| CliError::failed(format!("cannot start the emulator: {e}")))?;
+        Ok(DemoServer {
+            emulator,
+            secret_id,
+            secret_key,
+            settle,
+        })
+    }
+
+    /// What the server saw, beside the journal's summary.
+    fn print_ground_truth(&self, rate: u32) {
+        let truth = self.emulator.ground_truth();
+        let busiest = truth
+            .actions
+            .values()
+            .map(|a| a.max_in_1s_window)
+            .max()
+            .unwrap_or(0);
+        let opens: u64 = truth.instances.values().map(|i| i.open_calls as u64).sum();
+        let opened = truth
+            .instances
+            .values()
+            .filter(|i| i.open_calls > 0)
+            .count() as u64;
+        say!(
+            "Emulator ground truth: {} of {} instances encrypted, {} overlapping Opens, {} Opens on encrypted instances, {} blind re-sends, busiest second {} requests (limit {rate}), {} Open calls re-sent after a settled NO",
+            truth.instances.values().filter(|i| i.encrypted).count(),
+            truth.instances.len(),
+            truth.total_overlapping_open_calls(),
+            truth.total_open_calls_when_encrypted(),
+            truth.total_blind_open_calls(),
+            busiest,
+            opens - opened,
+        );
+    }
+}
+
+/// Added to the demo server's worst case in its settle window.
+const SETTLE_CUSHION: Duration = Duration::from_millis(500);
+
+/// The demo's job flags: as an operator would pass them, with the settle
+/// window of the emulated server.
+fn demo_job(rate: u32, settle: Duration) -> JobArgs {
+    JobArgs {
+        rate,
+        max_in_flight: 256,
+        timeout: Duration::from_secs(2),
+        max_attempts: 8,
+        verify_deadline: Duration::from_secs(20),
+        regional_endpoints: false,
+        check_kms: true,
+        yes: true,
+        settle,
+        allow_short_settle: true,
+        rate_margin: Duration::from_millis(15),
+    }
+}
+
 /// `demo`: the whole job against the embedded emulator, with a few faults on.
 pub(super) async fn demo(global: &Global, args: DemoArgs) -> CliResult {
     let specs = match &args.fleet {
@@ -61,81 +175,24 @@ pub(super) async fn demo(global: &Global, args: DemoArgs) -> CliResult {
         ),
     };
     let specs = specs.map_err(CliError::usage)?;
-    let world = world_from_fleet(&specs);
-    let secret_id = format!(
-        "AKIDdemo{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..16]
-    );
-    let secret_key = uuid::Uuid::new_v4().simple().to_string();
-    let faults = Faults {
-        internal_applied: 0.08,
-        internal: 0.05,
-        kms_error: 0.03,
-        reset_applied: 0.03,
-        bad_gateway: 0.02,
-        hang_applied: 0.02,
-        hang_late: 0.02,
-        describe_internal: 0.02,
-        ..Faults::default()
-    };
-    let mut emu_config = EmulatorConfig {
-        credentials: vec![(secret_id.clone(), Secret::new(secret_key.clone()))],
-        faults,
-        propagation: Duration::from_millis(200),
-        blank_after_apply: Duration::from_millis(300),
-        apply_within: Duration::from_millis(500),
-        hang_for: Duration::from_millis(2500),
-        seed: rand::random(),
-        ..EmulatorConfig::default()
-    };
-    for v in emu_config.rate_limits.values_mut() {
-        *v = args.rate;
-    }
-    let open_latency = Latency::between(Duration::from_millis(300), Duration::from_millis(1500));
-    emu_config.latency.insert(
-        Action::OpenDBInstanceEncryption.as_str().into(),
-        open_latency,
-    );
-    // The demo knows its own server's worst case: the longest an Open can be worked
-    // on after it was sent (latency, then a hang, then a background apply). That is
-    // its settle window; against the real API the default is 60 s (SPEC §1).
-    let settle = open_latency.max
-        + emu_config.hang_for
-        + emu_config.apply_within
-        + emu_config.propagation.max(emu_config.blank_after_apply)
-        + Duration::from_millis(500);
-    let emu = Emulator::start(emu_config, world, "127.0.0.1:0".parse().unwrap())
-        .await
-        .map_err(|e| CliError::failed(format!("cannot start the emulator: {e}")))?;
+    let server = DemoServer::start(world_from_fleet(&specs), args.rate).await?;
     eprintln!(
         "fleetcrypt demo: emulated Tencent Cloud API at {} with {} instances, rate limit {}/s per action, faults on",
-        emu.url(),
+        server.emulator.url(),
         specs.len(),
         args.rate
     );
     eprintln!(
         "fleetcrypt demo: --settle {} (this emulator works on an Open for at most {} after it is sent; against the real API the default is 60s)",
-        humantime::format_duration(settle),
-        humantime::format_duration(settle - Duration::from_millis(500)),
+        humantime::format_duration(server.settle),
+        humantime::format_duration(server.settle - SETTLE_CUSHION),
     );
     let demo_global = Global {
-        endpoint: Some(emu.url()),
+        endpoint: Some(server.emulator.url()),
         ..global.clone()
     };
-    let job = JobArgs {
-        rate: args.rate,
-        max_in_flight: 256,
-        timeout: Duration::from_secs(2),
-        max_attempts: 8,
-        verify_deadline: Duration::from_secs(20),
-        regional_endpoints: false,
-        check_kms: true,
-        yes: true,
-        settle,
-        allow_short_settle: true,
-        rate_margin: Duration::from_millis(15),
-    };
-    let mut config = run_config(&demo_global, &job).expect("demo flags are valid");
+    let mut config = run_config(&demo_global, &demo_job(args.rate, server.settle))
+        .expect("demo flags are valid");
     config.retry_backoff = runner::Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     config.poll_backoff = runner::Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     let tmp = tempfile::Builder::new().prefix("fleetcrypt-demo").tempdir();
@@ -152,7 +209,7 @@ pub(super) async fn demo(global: &Global, args: DemoArgs) -> CliResult {
     journal.import(specs).await.map_err(CliError::failed)?;
     let client = client(
         &demo_global,
-        Credentials::new(secret_id, secret_key),
+        Credentials::new(server.secret_id.clone(), server.secret_key.clone()),
         config.timeout,
         config.max_in_flight,
     )?;
@@ -173,27 +230,9 @@ pub(super) async fn demo(global: &Global, args: DemoArgs) -> CliResult {
         config.rate,
         args.keep_journal.is_some(),
     );
-    let truth = emu.ground_truth();
-    let busiest = truth
-        .actions
-        .values()
-        .map(|a| a.max_in_1s_window)
-        .max()
-        .unwrap_or(0);
-    say!(
-        "Emulator ground truth: {} of {} instances encrypted, {} overlapping Opens, {} Opens on encrypted instances, {} blind re-sends, busiest second {} requests (limit {}), {} Open calls re-sent after a settled NO",
-        truth.instances.values().filter(|i| i.encrypted).count(),
-        truth.instances.len(),
-        truth.total_overlapping_open_calls(),
-        truth.total_open_calls_when_encrypted(),
-        truth.total_blind_open_calls(),
-        busiest,
-        args.rate,
-        truth.instances.values().map(|i| i.open_calls).sum::<u32>() as u64
-            - truth.instances.values().filter(|i| i.open_calls > 0).count() as u64,
-    );
+    server.print_ground_truth(args.rate);
     let report = crate::report::write_file(&path, crate::report::Format::Html, &args.report);
-    emu.stop();
+    server.emulator.stop();
     match report {
         Ok(()) => say!("HTML report: {}", args.report.display()),
         Err(e) => return Err(CliError::failed(format!("cannot write the report: {e}"))),

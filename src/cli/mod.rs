@@ -14,6 +14,7 @@ mod app;
 mod args;
 mod commands;
 mod demo;
+mod discover;
 mod emulator_cmd;
 mod error;
 mod exit;

@@ -58,26 +58,7 @@ pub(super) fn print(path: &Path, elapsed: Duration, rate: u32, report_hint: bool
         }
     }
     if let Ok(failures) = read::failures_by_code(&conn) {
-        if !failures.is_empty() {
-            out.push_str("Failures by error code:\n");
-            for read::FailureGroup {
-                code,
-                count: n,
-                instances: ids,
-                message: msg,
-            } in failures
-            {
-                let shown: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
-                out.push_str(&format!(
-                    "  {code:<32} {n:>5}  e.g. {}{}\n    {msg}\n",
-                    shown.join(", "),
-                    if ids.len() > 3 { ", …" } else { "" }
-                ));
-                if let Some(h) = hint(&code) {
-                    out.push_str(&format!("    hint: {h}\n"));
-                }
-            }
-        }
+        failures_by_code(&mut out, failures);
     }
     if report_hint {
         out.push_str(&format!(
@@ -88,5 +69,30 @@ pub(super) fn print(path: &Path, elapsed: Duration, rate: u32, report_hint: bool
     {
         use std::io::Write as _;
         let _ = write!(std::io::stdout(), "{out}");
+    }
+}
+
+/// Failed instances grouped by error code: a few ids, the first message, the hint.
+fn failures_by_code(out: &mut String, failures: Vec<read::FailureGroup>) {
+    if failures.is_empty() {
+        return;
+    }
+    out.push_str("Failures by error code:\n");
+    for read::FailureGroup {
+        code,
+        count: n,
+        instances: ids,
+        message: msg,
+    } in failures
+    {
+        let shown: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
+        out.push_str(&format!(
+            "  {code:<32} {n:>5}  e.g. {}{}\n    {msg}\n",
+            shown.join(", "),
+            if ids.len() > 3 { ", …" } else { "" }
+        ));
+        if let Some(h) = hint(&code) {
+            out.push_str(&format!("    hint: {h}\n"));
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! The journal records facts and calls nothing.
 
 pub mod chain;
+mod facts;
 pub mod read;
+mod rows;
 pub mod schema;
 mod sql;
 mod state;
@@ -20,9 +22,10 @@ use crate::model::{InstanceId, State};
 pub use chain::{ChainReport, EventRow};
 pub(crate) use sql::sql_list;
 
-pub use writer::{
-    load_active, Applied, CallRecord, Change, Fact, ImportSummary, InstanceRow, Journal,
-};
+pub use facts::{CallRecord, Change, Fact};
+pub use read::load_active;
+pub use rows::{ImportSummary, InstanceRow};
+pub use writer::Journal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection};
 
-use super::writer::{instance_from_row, InstanceRow, INSTANCE_COLUMNS};
+use super::rows::{instance_from_row, InstanceRow, INSTANCE_COLUMNS};
 use crate::model::{Disposition, EventKind, SlidingWindow, State};
 
 /// Instances per state (every state present, zero or not).
@@ -177,4 +177,28 @@ pub fn finished_since(conn: &Connection, since_ms: i64) -> rusqlite::Result<u64>
         params![since_ms],
         |r| r.get(0),
     )
+}
+
+/// Non-terminal instances after `after_seq`, in import order.
+pub fn load_active(
+    conn: &Connection,
+    after_seq: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<InstanceRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE seq > ?1 AND state NOT IN (?3, ?4, ?5) ORDER BY seq LIMIT ?2"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![
+                after_seq,
+                limit as i64,
+                State::Encrypted.as_str(),
+                State::AlreadyEncrypted.as_str(),
+                State::Failed.as_str()
+            ],
+            instance_from_row,
+        )?
+        .collect();
+    rows
 }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use tracing::Instrument;
 
 use super::RunConfig;
 use crate::api::cdb::*;
 use crate::api::kms::{DescribeKeyRequest, DescribeKeyResponse};
 use crate::api::{after_settled_no, stops_run};
 use crate::api::{classify, CallKind, Called, Client, Endpoint, Failure, Gate, Outcome, Service};
-use crate::journal::{Applied, CallRecord, Change, Fact, InstanceRow, Journal, JournalError};
+use crate::journal::{CallRecord, Change, Fact, InstanceRow, Journal, JournalError};
 use crate::model::{hint, now_ms, Action, Code, Disposition, InstanceId, State};
 
 /// What a step does.
@@ -111,10 +112,11 @@ impl Active {
         self.attempts.saturating_sub(self.budget_base)
     }
 
-    fn absorb(&mut self, a: Applied) {
-        self.state = a.state;
-        self.attempts = a.attempts;
-        self.cleared = a.cleared_to_send;
+    /// Takes the journal's word for what it now holds.
+    fn absorb(&mut self, row: &InstanceRow) {
+        self.state = row.state;
+        self.attempts = row.attempts;
+        self.cleared = row.cleared_to_send;
         if self.cleared {
             self.settles_at = None;
         }
@@ -227,7 +229,8 @@ impl Ctx {
         a: &mut Active,
         fact: Fact,
         call: Option<CallRecord>,
-    ) -> Result<Applied, JournalError> {
+    ) -> Result<InstanceRow, JournalError> {
+        let fact_name = fact.name();
         let applied = self
             .journal
             .apply(Change {
@@ -238,7 +241,14 @@ impl Ctx {
                 at_ms: now_ms(),
             })
             .await?;
-        a.absorb(applied);
+        tracing::debug!(
+            state = %applied.state,
+            attempts = applied.attempts,
+            cleared_to_send = applied.cleared_to_send,
+            "journaled {}",
+            fact_name
+        );
+        a.absorb(&applied);
         Ok(applied)
     }
 
@@ -253,6 +263,7 @@ impl Ctx {
         req: &Q,
         gate: &dyn Gate,
     ) -> (Result<R, Failure>, CallRecord, Instant) {
+        tracing::debug!("sending {action}");
         let called = self
             .client
             .call_gated::<Q, R>(endpoint, service, action.as_str(), Some(region), req, gate)
@@ -263,6 +274,14 @@ impl Ctx {
             .ok()
             .and_then(|x| x.request_id.clone());
         let rec = record(action, endpoint, &called, request_id);
+        if let Some(id) = &rec.request_id {
+            tracing::Span::current().record("request_id", id.as_str());
+        }
+        tracing::debug!(
+            latency_ms = rec.latency_ms,
+            error_code = rec.error_code.as_deref(),
+            "answered {action}"
+        );
         (called.result.map(|a| a.data), rec, called.sent_at)
     }
 
@@ -288,25 +307,53 @@ pub async fn execute(ctx: Arc<Ctx>, mut a: Active, step: Step, gate: Arc<dyn Gat
         http: step != Step::WriteAhead,
         not_sent: None,
     };
-    let gate = gate.as_ref();
-    let next = match step {
-        Step::PreflightRead | Step::VerifyRead | Step::PreSendRead => {
-            read(&ctx, &mut a, step, gate, &mut r).await
-        }
-        Step::Features => features(&ctx, &mut a, gate, &mut r).await,
-        Step::KmsKey => kms_key(&ctx, &mut a, gate, &mut r).await,
-        Step::WriteAhead => write_ahead(&ctx, &mut a).await,
-        Step::Send => send(&ctx, &mut a, gate, &mut r).await,
-    };
+    // One span per step: every line it logs carries the instance, its attempt,
+    // the action and endpoint, and (once answered) the RequestId, so
+    // `--log-format json -v | jq 'select(.span.instance_id == "cdb-…")'` tells
+    // one instance's whole story in order.
+    let span = tracing::info_span!(
+        "step",
+        instance_id = %a.id,
+        attempt = a.attempts,
+        step = ?step,
+        action = step.action().as_str(),
+        endpoint = match step {
+            Step::KmsKey => a.kms.as_ref().map_or("", |e| e.host.as_str()),
+            _ => a.cdb.host.as_str(),
+        },
+        request_id = tracing::field::Empty,
+    );
+    let next = run_step(&ctx, &mut a, step, gate.as_ref(), &mut r)
+        .instrument(span)
+        .await;
     r.next = match next {
         Ok(n) => n,
         Err(e) => {
+            tracing::error!(instance_id = %a.id, error = %e, "the journal could not record a fact; stopping");
             r.stop = Some(StopReason::JournalFailed(e.to_string()));
             Next::JournalFailed
         }
     };
     r.active = a;
     r
+}
+
+async fn run_step(
+    ctx: &Ctx,
+    a: &mut Active,
+    step: Step,
+    gate: &dyn Gate,
+    r: &mut StepResult,
+) -> StepOutcome {
+    match step {
+        Step::PreflightRead | Step::VerifyRead | Step::PreSendRead => {
+            read(ctx, a, step, gate, r).await
+        }
+        Step::Features => features(ctx, a, gate, r).await,
+        Step::KmsKey => kms_key(ctx, a, gate, r).await,
+        Step::WriteAhead => write_ahead(ctx, a).await,
+        Step::Send => send(ctx, a, gate, r).await,
+    }
 }
 
 type StepOutcome = Result<Next, JournalError>;
