@@ -9,7 +9,7 @@ use rusqlite::Connection;
 
 use super::data::{iso, series, timeline, Overview, Series};
 use super::ReportError;
-use crate::journal::read;
+use crate::journal::{read, InstanceRow};
 use crate::model::{hint, State};
 
 pub fn esc(s: &str) -> String {
@@ -133,6 +133,25 @@ fn chart(
 pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(), ReportError> {
     let s = series(conn, 480)?;
     let mut h = String::with_capacity(1 << 16);
+    header(&mut h, o);
+    ambiguous_note(&mut h, conn)?;
+    rate_chart(&mut h, o, &s);
+    states_chart(&mut h, &s);
+    failures_table(&mut h, conn)?;
+    timeline_list(&mut h, conn)?;
+    // Instances.
+    let _ = write!(h, "<h2>Instances ({})</h2><div class=\"panel\"><input type=\"search\" id=\"q\" placeholder=\"Filter by id, region, state, error, label…\" aria-label=\"filter instances\"><table id=\"instances\"><thead><tr><th>instance</th><th>region</th><th>key</th><th>state</th><th class=\"num\">attempts</th><th>last RequestId</th><th>last error</th><th>verified at</th><th>labels</th></tr></thead><tbody>", o.total);
+    out.write_all(h.as_bytes())?;
+    read::for_each_instance(conn, |r| instance_row(out, &r))??;
+    writeln!(
+        out,
+        "</tbody></table></div></main><script>{SCRIPT}</script></body></html>"
+    )?;
+    Ok(())
+}
+
+/// The page head, who made the report from which journal, and the count cards.
+fn header(h: &mut String, o: &Overview) {
     let _ = write!(
         h,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>fleetcrypt audit report</title><style>{CSS}</style></head><body><main>"
@@ -167,7 +186,10 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
     } else if o.total > 0 {
         let _ = write!(h, "<p class=\"bad-note\">{} of {} instances are not confirmed encrypted; see the failures below.</p>", o.total - done_ok, o.total);
     }
+}
 
+/// How many Open answers were ambiguous, and how each was settled.
+fn ambiguous_note(h: &mut String, conn: &Connection) -> Result<(), ReportError> {
     let ambiguous = read::ambiguous_answers(conn)?;
     let n: u64 = ambiguous.iter().map(|(_, n)| n).sum();
     let codes: Vec<String> = ambiguous
@@ -180,7 +202,11 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
         if codes.is_empty() { ".".to_string() } else { format!(": {}.", codes.join(", ")) }
     );
 
-    // Rate chart.
+    Ok(())
+}
+
+/// Requests per second per action, against the limit.
+fn rate_chart(h: &mut String, o: &Overview, s: &Series) {
     let limit = o.limit_per_s.map(|l| l.max(0) as u64);
     let lines: Vec<(String, Vec<u64>, &str)> = s
         .requests
@@ -203,10 +229,12 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
         if window.is_empty() { "none".to_string() } else { window.join(", ") },
         limit.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
     );
-    h.push_str(&chart("requests per second", &lines, limit, &s));
+    h.push_str(&chart("requests per second", &lines, limit, s));
     h.push_str("</div>");
+}
 
-    // States chart.
+/// Instances reaching a final state over time.
+fn states_chart(h: &mut String, s: &Series) {
     let state_lines: Vec<(String, Vec<u64>, &str)> = [
         ("encrypted", "#1f8a4c"),
         ("already_encrypted", "#2f6fb3"),
@@ -218,10 +246,11 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
     let _ = write!(
         h,
         "<h2>Instances reaching a final state over time</h2><div class=\"panel\">{}</div>",
-        chart("instances", &state_lines, None, &s)
+        chart("instances", &state_lines, None, s)
     );
+}
 
-    // Failures.
+fn failures_table(h: &mut String, conn: &Connection) -> Result<(), ReportError> {
     h.push_str("<h2>Failures by error code</h2>");
     let failures = read::failures_by_code(conn)?;
     if failures.is_empty() {
@@ -247,33 +276,36 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
         h.push_str("</tbody></table></div>");
     }
 
-    // Timeline.
+    Ok(())
+}
+
+fn timeline_list(h: &mut String, conn: &Connection) -> Result<(), ReportError> {
     h.push_str("<h2>Timeline (UTC)</h2><div class=\"panel\"><ul class=\"timeline\">");
     for (t, what) in timeline(conn)? {
         let _ = write!(h, "<li><code>{}</code> — {}</li>", esc(&iso(t)), esc(&what));
     }
     h.push_str("</ul></div>");
 
-    // Instances.
-    let _ = write!(h, "<h2>Instances ({})</h2><div class=\"panel\"><input type=\"search\" id=\"q\" placeholder=\"Filter by id, region, state, error, label…\" aria-label=\"filter instances\"><table id=\"instances\"><thead><tr><th>instance</th><th>region</th><th>key</th><th>state</th><th class=\"num\">attempts</th><th>last RequestId</th><th>last error</th><th>verified at</th><th>labels</th></tr></thead><tbody>", o.total);
-    out.write_all(h.as_bytes())?;
-    read::for_each_instance(conn, |r| {
-        let labels: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&r.labels).unwrap_or_default();
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{}={}", esc(k), esc(v.as_str().unwrap_or(""))))
-            .collect();
-        let key = match (&r.key_id, &r.key_region) {
-            (Some(k), Some(kr)) => format!("{} ({})", esc(k), esc(kr)),
-            _ => "default".into(),
-        };
-        let err = match (&r.last_error_code, &r.last_error_message) {
-            (Some(c), Some(m)) => format!("<code>{}</code> {}", esc(c), esc(m)),
-            (Some(c), None) => format!("<code>{}</code>", esc(c)),
-            _ => String::new(),
-        };
-        write!(
+    Ok(())
+}
+
+fn instance_row(out: &mut dyn Write, r: &InstanceRow) -> std::io::Result<()> {
+    let labels: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&r.labels).unwrap_or_default();
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{}={}", esc(k), esc(v.as_str().unwrap_or(""))))
+        .collect();
+    let key = match (&r.key_id, &r.key_region) {
+        (Some(k), Some(kr)) => format!("{} ({})", esc(k), esc(kr)),
+        _ => "default".into(),
+    };
+    let err = match (&r.last_error_code, &r.last_error_message) {
+        (Some(c), Some(m)) => format!("<code>{}</code> {}", esc(c), esc(m)),
+        (Some(c), None) => format!("<code>{}</code>", esc(c)),
+        _ => String::new(),
+    };
+    write!(
             out,
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><span class=\"state s-{}\">{}</span></td><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(r.instance_id.as_str()),
@@ -287,12 +319,6 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
             r.verified_at_ms.map(iso).unwrap_or_default(),
             labels.join("<br>")
         )
-    })??;
-    writeln!(
-        out,
-        "</tbody></table></div></main><script>{SCRIPT}</script></body></html>"
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

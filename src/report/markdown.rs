@@ -15,6 +15,39 @@ fn cell(s: &str) -> String {
 }
 
 pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(), ReportError> {
+    summary(out, o)?;
+    ambiguous_and_rate(out, conn, o)?;
+    failures(out, conn)?;
+    writeln!(out, "## Timeline (UTC)\n")?;
+    for (t, what) in timeline(conn)? {
+        writeln!(out, "- {} — {}", iso(t), cell(&what))?;
+    }
+    writeln!(out, "\n## Instances\n")?;
+    writeln!(out, "| instance | region | key | state | attempts | last RequestId | last error | verified at |\n|---|---|---|---|---:|---|---|---|")?;
+    read::for_each_instance(conn, |r| {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(r.instance_id.as_str()),
+            cell(&r.region),
+            cell(
+                &r.key_id
+                    .clone()
+                    .map(|k| format!("{k} ({})", r.key_region.clone().unwrap_or_default()))
+                    .unwrap_or_else(|| "default (KMS-CDB)".into())
+            ),
+            r.state,
+            r.attempts,
+            cell(r.last_request_id.as_deref().unwrap_or("")),
+            cell(r.last_error_code.as_deref().unwrap_or("")),
+            r.verified_at_ms.map(iso).unwrap_or_default()
+        )
+    })??;
+    Ok(())
+}
+
+/// Who made the report from which journal, and the counts per state.
+fn summary(out: &mut dyn Write, o: &Overview) -> std::io::Result<()> {
     writeln!(out, "# fleetcrypt audit report\n")?;
     writeln!(out, "- Generated: {}", o.generated_at)?;
     writeln!(out, "- Journal: `{}`", o.journal)?;
@@ -38,6 +71,15 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
     ] {
         writeln!(out, "| {label} | {n} |")?;
     }
+    Ok(())
+}
+
+/// How ambiguous Open answers were settled, and the busiest second per action.
+fn ambiguous_and_rate(
+    out: &mut dyn Write,
+    conn: &Connection,
+    o: &Overview,
+) -> Result<(), ReportError> {
     let ambiguous = read::ambiguous_answers(conn)?;
     let n: u64 = ambiguous.iter().map(|(_, n)| n).sum();
     writeln!(
@@ -60,6 +102,10 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
     for (a, n) in &o.max_window {
         writeln!(out, "| {a} | {n} |")?;
     }
+    Ok(())
+}
+
+fn failures(out: &mut dyn Write, conn: &Connection) -> Result<(), ReportError> {
     writeln!(out, "\n## Failures by error code\n")?;
     let failures = read::failures_by_code(conn)?;
     if failures.is_empty() {
@@ -86,30 +132,5 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
                 .join(", ")
         )?;
     }
-    writeln!(out, "## Timeline (UTC)\n")?;
-    for (t, what) in timeline(conn)? {
-        writeln!(out, "- {} — {}", iso(t), cell(&what))?;
-    }
-    writeln!(out, "\n## Instances\n")?;
-    writeln!(out, "| instance | region | key | state | attempts | last RequestId | last error | verified at |\n|---|---|---|---|---:|---|---|---|")?;
-    read::for_each_instance(conn, |r| {
-        writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            cell(r.instance_id.as_str()),
-            cell(&r.region),
-            cell(
-                &r.key_id
-                    .clone()
-                    .map(|k| format!("{k} ({})", r.key_region.clone().unwrap_or_default()))
-                    .unwrap_or_else(|| "default (KMS-CDB)".into())
-            ),
-            r.state,
-            r.attempts,
-            cell(r.last_request_id.as_deref().unwrap_or("")),
-            cell(r.last_error_code.as_deref().unwrap_or("")),
-            r.verified_at_ms.map(iso).unwrap_or_default()
-        )
-    })??;
     Ok(())
 }
