@@ -209,10 +209,10 @@ pub fn hint(code: &str) -> Option<&'static str> {
         Some("check that the KMS key is Enabled in KeyRegion and that the role MySQL_QCSRole has the policy QcloudAccessForMySQLRole")
     } else if starts(c, "AuthFailure.SignatureExpire") {
         Some("the local clock differs from Tencent Cloud's by more than 5 minutes: fix NTP")
-    } else if starts(c, "AuthFailure") {
-        Some("check the SecretId/SecretKey (and token) and the account's API key status")
     } else if starts(c, "UnauthorizedOperation") || starts(c, "AuthFailure.UnauthorizedOperation") {
         Some("the sub-account lacks a CAM permission for this action")
+    } else if starts(c, "AuthFailure") {
+        Some("check the SecretId/SecretKey (and token) and the account's API key status")
     } else if starts(c, "UnsupportedEncryption") {
         Some("the instance does not support TDE (DescribeDBFeatures.IsSupportEncryption is false)")
     } else if starts(c, "EncryptionNeedUpgrade") {
@@ -605,6 +605,10 @@ mod tests {
         let cam = "lacks a CAM permission";
         assert!(hint("UnauthorizedOperation").unwrap().contains(cam));
         assert!(hint("UnauthorizedOperation.X").unwrap().contains(cam));
+        // Before the generic AuthFailure hint, which would otherwise shadow it.
+        assert!(hint("AuthFailure.UnauthorizedOperation")
+            .unwrap()
+            .contains(cam));
         let missing = "does not exist";
         assert!(hint("ResourceNotFound").unwrap().contains(missing));
         assert!(hint("InvalidParameter.InstanceNotFound")
