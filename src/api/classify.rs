@@ -521,4 +521,43 @@ mod tests {
             "ServerNetworkError.Http502"
         );
     }
+
+    #[test]
+    fn the_journaled_message_is_the_api_text_or_the_transport_detail() {
+        assert_eq!(api("InternalError").message(), "m");
+        assert_eq!(Failure::NotSent("refused".into()).message(), "refused");
+        assert_eq!(Failure::NoAnswer("timed out".into()).message(), "timed out");
+        assert_eq!(Failure::Unreadable("{\"x\"".into()).message(), "{\"x\"");
+        assert_eq!(
+            Failure::BadStatus {
+                status: 502,
+                body: "<html>".into()
+            }
+            .message(),
+            "HTTP 502: <html>"
+        );
+    }
+
+    #[test]
+    fn only_an_api_answer_carries_a_request_id() {
+        assert_eq!(api("InternalError").request_id(), Some("r"));
+        let without = Failure::Api {
+            code: "InternalError".into(),
+            message: "m".into(),
+            request_id: None,
+            http_status: 200,
+        };
+        assert_eq!(without.request_id(), None);
+        for f in [
+            Failure::NotSent("r".into()),
+            Failure::NoAnswer("r".into()),
+            Failure::Unreadable("r".into()),
+            Failure::BadStatus {
+                status: 502,
+                body: "r".into(),
+            },
+        ] {
+            assert_eq!(f.request_id(), None, "{f:?}");
+        }
+    }
 }

@@ -307,4 +307,60 @@ mod tests {
         assert!(!msg.contains("hunter2"), "{msg}");
         assert!(msg.contains("p.credential"), "{msg}");
     }
+
+    #[test]
+    fn a_secret_prints_as_a_visible_redaction_marker() {
+        // Redacted, but visibly present: a log line must show that a value was there.
+        let s = Secret::new("supersecret");
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(format!("{s}"), "<redacted>");
+    }
+
+    #[test]
+    fn the_process_environment_is_read_as_it_is() {
+        // PATH is set (non-empty) wherever cargo runs the tests.
+        let path = std::env::var("PATH").unwrap();
+        assert!(!path.is_empty());
+        assert_eq!(ProcessEnv.var("PATH"), Some(path));
+        assert_eq!(
+            ProcessEnv.var("FLEETCRYPT_TEST_SURELY_UNSET_VARIABLE"),
+            None
+        );
+    }
+
+    #[test]
+    fn shared_file_reads_a_token_and_ignores_an_empty_one() {
+        let home = home_with(&[(
+            ".tencentcloud/credentials",
+            "[default]\nsecret_id = AKIDfile\nsecret_key = kf\ntoken = tf\n",
+        )]);
+        let env = [("HOME", home.path().to_str().unwrap())];
+        let c = load(None, &env).unwrap();
+        assert_eq!(c.token.expect("token read").expose(), "tf");
+
+        let home = home_with(&[(
+            ".tencentcloud/credentials",
+            "[default]\nsecret_id = AKIDfile\nsecret_key = kf\ntoken =\n",
+        )]);
+        let env = [("HOME", home.path().to_str().unwrap())];
+        assert!(load(None, &env).unwrap().token.is_none());
+    }
+
+    #[test]
+    fn shared_file_with_an_empty_secret_id_or_key_is_invalid() {
+        for content in [
+            "[default]\nsecret_id =\nsecret_key = kf\n",
+            "[default]\nsecret_id = AKIDfile\nsecret_key =\n",
+            "[default]\nsecret_id =\nsecret_key =\n",
+        ] {
+            let home = home_with(&[(".tencentcloud/credentials", content)]);
+            let env = [("HOME", home.path().to_str().unwrap())];
+            match load(None, &env) {
+                Err(CredentialsError::Invalid { reason, .. }) => {
+                    assert!(reason.contains("secret_id and secret_key"), "{reason}")
+                }
+                other => panic!("{content:?}: {other:?}"),
+            }
+        }
+    }
 }

@@ -348,4 +348,12 @@ mod tests {
         assert!(!signatures_match("abc", "abd"));
         assert!(!signatures_match("abc", "abcd"));
     }
+
+    #[test]
+    fn signatures_differing_in_two_places_do_not_match_even_when_the_differences_cancel() {
+        // 'a' ^ 'b' == 'b' ^ 'a': differences must be OR-ed together, never XOR-ed.
+        assert!(!signatures_match("ab", "ba"));
+        assert!(!signatures_match("0f0f", "f0f0"));
+        assert!(signatures_match("0f0f", "0f0f"));
+    }
 }

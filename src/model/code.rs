@@ -133,4 +133,24 @@ mod tests {
         assert!(hint("AuthFailureX").is_none());
         assert!(hint("Nope").is_none());
     }
+
+    #[test]
+    fn each_code_of_a_shared_hint_gets_that_hint() {
+        let cam = "lacks a CAM permission";
+        assert!(hint("UnauthorizedOperation").unwrap().contains(cam));
+        assert!(hint("UnauthorizedOperation.X").unwrap().contains(cam));
+        // Before the generic AuthFailure hint, which would otherwise shadow it.
+        assert!(hint("AuthFailure.UnauthorizedOperation")
+            .unwrap()
+            .contains(cam));
+        let missing = "does not exist";
+        assert!(hint("ResourceNotFound").unwrap().contains(missing));
+        assert!(hint("InvalidParameter.InstanceNotFound")
+            .unwrap()
+            .contains(missing));
+        // Other AuthFailure codes point at the key itself.
+        assert!(hint("AuthFailure.SecretIdNotFound")
+            .unwrap()
+            .contains("SecretId/SecretKey"));
+    }
 }
