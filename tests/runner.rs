@@ -612,3 +612,333 @@ async fn rejected_opens_are_reread_and_resent_until_encrypted() {
     }
     assert_eq!(resends as u64, n as u64 + open.throttled);
 }
+
+/// A TCP relay in front of the emulator. The moment it relays the first
+/// `DescribeDBFeatures` request it stops listening for `gap`, so the next new
+/// connection (the Open that follows the preflight, with pooling off) is
+/// refused: the client hands it back unsent. Then it listens again on the same port.
+struct RefusingRelay {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RefusingRelay {
+    fn start(upstream: std::net::SocketAddr, gap: Duration) -> RefusingRelay {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::{TcpListener, TcpStream};
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                addr_tx.send(addr).unwrap();
+                let (seen_tx, mut seen_rx) = tokio::sync::mpsc::channel::<()>(1);
+                let mut refused_once = false;
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => return,
+                        _ = seen_rx.recv(), if !refused_once => {
+                            refused_once = true;
+                            drop(listener);
+                            tokio::time::sleep(gap).await;
+                            listener = TcpListener::bind(addr).await.unwrap();
+                        }
+                        acc = listener.accept() => {
+                            let Ok((mut client, _)) = acc else { continue };
+                            let seen = seen_tx.clone();
+                            tokio::spawn(async move {
+                                let mut first = vec![0u8; 64 * 1024];
+                                let Ok(n) = client.read(&mut first).await else { return };
+                                let head = &first[..n];
+                                if head.windows(18).any(|w| w == b"DescribeDBFeatures") {
+                                    let _ = seen.try_send(());
+                                }
+                                let Ok(mut server) = TcpStream::connect(upstream).await else { return };
+                                if server.write_all(head).await.is_err() {
+                                    return;
+                                }
+                                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        RefusingRelay {
+            url: format!("http://{addr}"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RefusingRelay {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `(kind, detail, error_code, at_ms, sent_at_ms)` of every event of one instance, in order.
+type EventLine = (String, Option<String>, Option<String>, i64, Option<i64>);
+
+fn events_of(conn: &rusqlite::Connection, id: &str) -> Vec<EventLine> {
+    conn.prepare(
+        "SELECT kind, detail, error_code, at_ms, sent_at_ms FROM events WHERE instance_id = ?1 ORDER BY id",
+    )
+    .unwrap()
+    .query_map([id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// In the middle of a run (the preflight got definite answers), the Open cannot
+/// even connect: the request is handed back unsent. That is documented as not
+/// carried out, so no settle window applies: the attempt is journaled as
+/// rejected, a fresh settled NO is read, the Open is sent again well before a
+/// settle window could have passed, and the instance ends encrypted with
+/// nothing blind and exactly one Open ever reaching the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_that_was_never_sent_is_resent_after_a_fresh_no_without_a_settle_wait() {
+    let id = "cdb-unsent01";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let relay = RefusingRelay::start(emu.addr, Duration::from_millis(1000));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&relay.url, 20);
+    // Long enough that waiting it out would show; the emulator never needs it here.
+    config.settle = Duration::from_secs(10);
+    config.retry_backoff =
+        runner::Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+    // One new connection per request, so the Open has to connect on its own.
+    let client = Client::new(
+        Credentials::new(SECRET_ID, SECRET_KEY),
+        &ClientOptions {
+            timeout: config.timeout,
+            pool_max_idle_per_host: 0,
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client,
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(stop, None, "an unsent Open mid-run must not stop the run");
+    drop(journal);
+    drop(relay);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts): (String, i64) = conn
+        .query_row("SELECT state, attempts FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("encrypted", 2));
+    let events = events_of(&conn, id);
+    let answers: Vec<(Option<String>, Option<String>)> = events
+        .iter()
+        .filter(|e| e.0 == "AttemptAnswered")
+        .map(|e| (e.1.clone(), e.2.clone()))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            (
+                Some("rejected".to_string()),
+                Some("ClientNetworkError.NotSent".to_string())
+            ),
+            (Some("accepted".to_string()), None)
+        ],
+        "the unsent Open is journaled as a rejected (not applied) attempt: {events:#?}"
+    );
+    // Between the rejected attempt and the re-send: a settled NO, and no settle wait.
+    let rejected = events
+        .iter()
+        .position(|e| e.0 == "AttemptAnswered")
+        .unwrap();
+    let resent = rejected
+        + events[rejected..]
+            .iter()
+            .position(|e| e.0 == "AttemptWritten")
+            .unwrap();
+    assert!(
+        events[rejected..resent]
+            .iter()
+            .any(|e| e.0 == "ReadNotEncrypted" && e.1.as_deref() == Some("settled")),
+        "re-sent without a settled NO: {events:#?}"
+    );
+    let gap_ms = events[resent].3 - events[rejected].4.unwrap();
+    assert!(
+        gap_ms < config.settle.as_millis() as i64 / 2,
+        "waited {gap_ms} ms before the re-send: a never-sent Open needs no settle window"
+    );
+    assert!(took < config.settle, "the run took {took:?}");
+
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(t.encrypted, "{t:?}");
+    assert_eq!(
+        (t.open_calls, t.blind_open_calls, t.overlapping_open_calls),
+        (1, 0, 0),
+        "only the re-sent Open reached the server, and it was not blind"
+    );
+}
+
+/// `retry-failed` put an instance back to pending after an attempt whose outcome
+/// was never settled (the process gave up on it). The next run must give that
+/// attempt a fresh full settle window: the preflight NO and the pre-send NO read
+/// before the window closes do not clear the instance, so nothing is sent and
+/// the pre-send read waits (no busy loop of reads and refused write-aheads);
+/// once the window has closed, a settled NO clears it and one Open is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsettled_pre_send_no_waits_for_the_window_and_sends_nothing() {
+    use fleetcrypt::journal::{CallRecord, Change, Fact};
+    let id = "cdb-reset001";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    // The earlier run: a settled NO, an attempt (it never reached this emulator),
+    // an ambiguous answer, then it gave up; retry-failed puts it back to pending.
+    let at = fleetcrypt::journal::now_ms();
+    let change = |fact| Change {
+        instance_id: id.into(),
+        fact,
+        run_id: None,
+        call: Some(CallRecord {
+            action: DESCRIBE_DB_INSTANCE_INFO.into(),
+            endpoint: "x".into(),
+            sent_at_ms: at,
+            ..CallRecord::default()
+        }),
+        at_ms: at,
+    };
+    for fact in [
+        Fact::EncryptionRead {
+            encrypted: false,
+            settled: true,
+        },
+        Fact::AttemptWritten {
+            request: "{}".into(),
+        },
+        Fact::AttemptAnswered {
+            disposition: fleetcrypt::journal::Disposition::Ambiguous,
+            settles_at_ms: at + 2500,
+            next_attempt_at_ms: None,
+            kms_error: false,
+        },
+        Fact::GaveUp {
+            code: "VerificationUnavailable".into(),
+            message: "gave up".into(),
+        },
+    ] {
+        journal.apply(change(fact)).await.unwrap();
+    }
+    let j = journal.clone();
+    let reset = tokio::task::spawn_blocking(move || j.reset_failed_blocking(None, None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reset, 1);
+
+    let config = run_config(&emu.url, 20);
+    let started = fleetcrypt::journal::now_ms();
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts): (String, i64) = conn
+        .query_row("SELECT state, attempts FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("encrypted", 2));
+    let events = events_of(&conn, id);
+    let reset_at = events.iter().position(|e| e.0 == "ResetForRetry").unwrap();
+    let resent = reset_at
+        + events[reset_at..]
+            .iter()
+            .position(|e| e.0 == "AttemptWritten")
+            .unwrap();
+    let reads: Vec<&EventLine> = events[reset_at..resent]
+        .iter()
+        .filter(|e| e.0 == "ReadNotEncrypted")
+        .collect();
+    // Preflight and the first pre-send read (both unsettled), then the settled one.
+    let unsettled = reads.iter().filter(|e| e.1.is_none()).count();
+    assert!(
+        (1..=3).contains(&unsettled),
+        "{unsettled} unsettled NO reads before the window closed: the pre-send read must wait, not loop: {events:#?}"
+    );
+    let last = reads.last().unwrap();
+    assert_eq!(
+        last.1.as_deref(),
+        Some("settled"),
+        "the re-send came without a settled NO: {events:#?}"
+    );
+    assert!(
+        last.4.unwrap() >= started + config.settle.as_millis() as i64,
+        "a NO counted {} ms after the restart, before the fresh {:?} window closed",
+        last.4.unwrap() - started,
+        config.settle
+    );
+
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(t.encrypted, "{t:?}");
+    assert_eq!(
+        (t.open_calls, t.blind_open_calls, t.overlapping_open_calls),
+        (1, 0, 0)
+    );
+}
