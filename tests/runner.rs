@@ -942,3 +942,360 @@ async fn an_unsettled_pre_send_no_waits_for_the_window_and_sends_nothing() {
         (1, 0, 0)
     );
 }
+
+/// Every Open fails with an error that may or may not have been applied, and
+/// every settled read says NO: the instance is given up after exactly
+/// `max_attempts` Opens, each re-sent only after a settled NO, failed with the
+/// last error code and its message as the server gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_is_given_up_after_max_attempts_each_verified_no() {
+    let id = "cdb-never001";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.faults.internal = 1.0;
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.max_attempts = 3;
+    // Covers the emulator's Open latency (at most 400 ms; `internal` applies nothing).
+    config.settle = Duration::from_millis(600);
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish: attempts were not bounded by max_attempts")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts, code, message): (String, i64, String, String) = conn
+        .query_row(
+            "SELECT state, attempts, last_error_code, last_error_message FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, code.as_str(), message.as_str()),
+        (
+            "failed",
+            3,
+            "InternalError.UnknownError",
+            "Internal error (injected, not applied).; verified NO, gave up after 3 attempts"
+        )
+    );
+    let answered: Vec<Option<String>> = events_of(&conn, id)
+        .into_iter()
+        .filter(|e| e.0 == "AttemptAnswered")
+        .map(|e| e.2)
+        .collect();
+    assert_eq!(
+        answered,
+        vec![Some("InternalError.UnknownError".to_string()); 3]
+    );
+    // Per ambiguous attempt: one early read (a YES would end it), then one once it
+    // has settled; no stream of reads while the server may still be working.
+    let unsettled = events_of(&conn, id)
+        .iter()
+        .filter(|e| e.0 == "ReadNotEncrypted" && e.1.is_none())
+        .count();
+    assert!(
+        unsettled <= 2 * 3,
+        "{unsettled} NO reads before the attempts settled"
+    );
+    let message: String = conn
+        .query_row(
+            "SELECT error_message FROM events WHERE kind = 'AttemptAnswered' ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        message, "Internal error (injected, not applied).",
+        "the server's message, journaled as given"
+    );
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(!t.encrypted);
+    assert_eq!((t.open_calls, t.blind_open_calls), (3, 0), "{t:?}");
+}
+
+/// Eight instances on one endpoint at 4 requests/s per action. Each action has
+/// its own quota (so together they exceed one action's rate in some second,
+/// while no action ever does), and within the DescribeDBInstanceInfo quota the
+/// verification of an instance already sent goes before the preflight of a new
+/// one: the first instance is verified encrypted before the last preflight read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_action_has_its_own_quota_and_started_instances_are_verified_first() {
+    let world = World::generate(&Generate {
+        count: 8,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 21,
+        ..Generate::default()
+    });
+    let specs = specs_of(&world);
+    let n = specs.len();
+    let rate = 4;
+    let emu = EmulatorThread::start(fast_config(rate), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let config = run_config(&emu.url, rate);
+    let stop = tokio::time::timeout(
+        Duration::from_secs(60),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let truth = emu.truth();
+    assert!(truth.instances.values().all(|i| i.encrypted));
+    for a in [
+        OPEN_DB_INSTANCE_ENCRYPTION,
+        DESCRIBE_DB_INSTANCE_INFO,
+        DESCRIBE_DB_FEATURES,
+    ] {
+        let seen = truth.action(a);
+        assert!(seen.max_in_1s_window <= rate as usize, "{a}: {seen:?}");
+        assert_eq!(seen.throttled, 0, "{a}: {seen:?}");
+    }
+    let conn = schema::open_reader(&path).unwrap();
+    let sends = read::sends_since(&conn, 0).unwrap();
+    let all = fleetcrypt::window::max_in_window(sends.iter().map(|(_, _, t)| *t as u64), 1000);
+    assert!(
+        all > rate as usize,
+        "all actions together never exceeded one action's rate ({all} in a second): they share one quota"
+    );
+    let (last_preflight, first_verified, preflights): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT MAX(id) FROM events WHERE kind = 'ReadNotEncrypted' AND from_state = 'pending'), \
+                    (SELECT MIN(id) FROM events WHERE kind = 'VerifiedEncrypted'), \
+                    (SELECT COUNT(*) FROM events WHERE kind = 'ReadNotEncrypted' AND from_state = 'pending')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(preflights, n as i64);
+    assert!(
+        first_verified < last_preflight,
+        "no instance was verified before every preflight read had gone out: verification reads waited behind new instances"
+    );
+}
+
+/// Admits every request at once (the step tests drive one step at a time).
+struct OpenGate;
+
+impl fleetcrypt::api::Gate for OpenGate {
+    fn admit(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Runs `steps` for `a` one after another, requiring each to lead to the next
+/// and the last one to a `Send`.
+async fn drive(
+    ctx: &Arc<runner::steps::Ctx>,
+    mut a: runner::steps::Active,
+    steps: &[runner::steps::Step],
+) -> runner::steps::Active {
+    use runner::steps::{execute, Next, Step};
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    for (k, step) in steps.iter().enumerate() {
+        let r = execute(ctx.clone(), a, *step, gate.clone()).await;
+        let next = steps.get(k + 1).copied().unwrap_or(Step::Send);
+        assert!(
+            matches!(r.next, Next::After(s, _) if s == next),
+            "{step:?} led to {:?}, not {next:?}",
+            r.next
+        );
+        a = r.active;
+    }
+    a
+}
+
+/// Step by step: an accepted Open journals when it settles (send time + the
+/// settle window, for the audit); a second Open answered RequestLimitExceeded
+/// (the server's quota of 1/s) is a definite, throttled answer, journaled as
+/// rejected with its wait, and the pre-send read is scheduled after a jittered
+/// backoff drawn from the retry envelope, not at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
+    use fleetcrypt::api::Endpoint;
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let mut world = World::default();
+    for id in ["cdb-step0001", "cdb-step0002"] {
+        world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    }
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.rate_limits
+        .insert(OPEN_DB_INSTANCE_ENCRYPTION.to_string(), 1);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.retry_backoff = runner::Backoff::new(Duration::from_secs(10), Duration::from_secs(10));
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        client: client(config.timeout),
+        config: config.clone(),
+        run_id: None,
+    });
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let ep = Endpoint::parse(&emu.url).unwrap();
+    let mut staged = Vec::new();
+    for row in &rows {
+        let a = Active::from_row(row, ep.clone(), None);
+        staged.push(
+            drive(
+                &ctx,
+                a,
+                &[Step::PreflightRead, Step::Features, Step::WriteAhead],
+            )
+            .await,
+        );
+    }
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    let second = staged.pop().unwrap();
+    let first = staged.pop().unwrap();
+    let r1 = execute(ctx.clone(), first, Step::Send, gate.clone()).await;
+    assert!(
+        matches!(r1.next, Next::After(Step::VerifyRead, _)),
+        "{:?}",
+        r1.next
+    );
+    assert!(r1.definite_answer && !r1.throttled && r1.http);
+    let r2 = execute(ctx.clone(), second, Step::Send, gate.clone()).await;
+    assert!(
+        r2.throttled,
+        "RequestLimitExceeded must slow the limiter down"
+    );
+    assert!(
+        r2.definite_answer,
+        "RequestLimitExceeded is an answer from the server"
+    );
+    assert_eq!(r2.stop, None);
+    let delay = match r2.next {
+        Next::After(Step::PreSendRead, d) => d,
+        other => panic!("a throttled Open led to {other:?}"),
+    };
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(10),
+        "the re-read after a throttled Open waits a full-jitter draw from [0, 10 s], got {delay:?}"
+    );
+    drop(ctx);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let row = |id: &str| -> (String, Option<String>, i64, i64, Option<i64>) {
+        conn.query_row(
+            "SELECT state, last_outcome, last_sent_at_ms, settles_at_ms, next_attempt_at_ms FROM instances WHERE instance_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap()
+    };
+    let (state, outcome, sent, settles, next) = row(&rows[0].instance_id);
+    assert_eq!(
+        (state.as_str(), outcome.as_deref(), next),
+        ("verifying", Some("accepted"), None)
+    );
+    assert_eq!(
+        settles - sent,
+        config.settle.as_millis() as i64,
+        "an accepted attempt settles one settle window after it was sent"
+    );
+    let (state, outcome, _, answered, next) = row(&rows[1].instance_id);
+    assert_eq!(
+        (state.as_str(), outcome.as_deref()),
+        ("retry_wait", Some("rejected"))
+    );
+    assert_eq!(
+        next.unwrap() - answered,
+        delay.as_millis() as i64,
+        "the journaled next attempt is the answer time plus the backoff"
+    );
+    assert_eq!(
+        emu.truth().total_open_calls(),
+        1,
+        "the throttled Open applied nothing"
+    );
+}
+
+/// A read that could not even be sent (nothing listens on the port) is not an
+/// answer: it does not count as the server having answered, it says why it
+/// was not sent, and the read is simply tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_could_not_be_sent_is_not_an_answer() {
+    use fleetcrypt::api::Endpoint;
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("j.db")).unwrap();
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(
+        "cdb-nowhere1",
+        "ap-guangzhou",
+    ));
+    journal.import(specs_of(&world)).await.unwrap();
+    let url = format!("http://{closed}");
+    let config = run_config(&url, 20);
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        client: client(config.timeout),
+        config,
+        run_id: None,
+    });
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let a = Active::from_row(&rows[0], Endpoint::parse(&url).unwrap(), None);
+    let r = execute(ctx, a, Step::PreflightRead, Arc::new(OpenGate)).await;
+    assert!(r.not_sent.is_some(), "{r:?}");
+    assert!(
+        !r.definite_answer,
+        "an unsent read is no answer from the server"
+    );
+    assert!(
+        matches!(r.next, Next::After(Step::PreflightRead, _)),
+        "{:?}",
+        r.next
+    );
+    assert_eq!(r.active.state, State::Pending);
+}
