@@ -1299,3 +1299,233 @@ async fn a_read_that_could_not_be_sent_is_not_an_answer() {
     );
     assert_eq!(r.active.state, State::Pending);
 }
+
+/// After the accepted Open, `Encryption` reads `""` (neither YES nor NO) for
+/// longer than the verify deadline. It is polled with a growing backoff, never
+/// taken for a NO and nothing is re-sent; past the deadline the instance fails
+/// as VerificationUnreadable with the raw value, for an operator to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_unreadable_past_the_verify_deadline_fail_the_instance_without_a_resend() {
+    let id = "cdb-blank001";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.blank_after_apply = Duration::from_secs(30);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.verify_deadline = Duration::from_secs(3);
+    config.poll_backoff = runner::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts, code, message): (String, i64, String, String) = conn
+        .query_row(
+            "SELECT state, attempts, last_error_code, last_error_message FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, code.as_str()),
+        ("failed", 1, "VerificationUnreadable")
+    );
+    assert!(
+        message.starts_with(
+            "DescribeDBInstanceInfo kept answering Encryption=\"\" (neither YES nor NO)"
+        ),
+        "{message}"
+    );
+    let events = events_of(&conn, id);
+    assert_eq!(
+        events.last().map(|e| e.0.as_str()),
+        Some("GaveUp"),
+        "{events:#?}"
+    );
+    let unreadable = events
+        .iter()
+        .filter(|e| e.2.as_deref() == Some("EncryptionUnreadable"))
+        .count();
+    // Polls back off from 200 ms towards 5 s: about five in 3 s, never one
+    // every 200 ms (fifteen), and more than one before giving up.
+    assert!(
+        (2..=8).contains(&unreadable),
+        "{unreadable} unreadable reads in the 3 s deadline: {events:#?}"
+    );
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(t.encrypted, "the Open was applied: {t:?}");
+    assert_eq!(
+        t.open_calls, 1,
+        "nothing was re-sent on an unreadable value"
+    );
+}
+
+/// Every Open answers InternalError.KmsError and every settled read says NO:
+/// the instance is retried `kms_error_retries` (2) times, then failed with the
+/// KMS error and a hint, after three Opens, each one after a settled NO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kms_error_is_retried_kms_error_retries_times_then_failed() {
+    let id = "cdb-kms00001";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.faults.kms_error = 1.0;
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    assert_eq!(config.kms_error_retries, 2);
+    // Covers the emulator's Open latency (at most 400 ms; a KmsError applies nothing).
+    config.settle = Duration::from_millis(600);
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts, kms_errors, code, message): (String, i64, i64, String, String) = conn
+        .query_row(
+            "SELECT state, attempts, kms_errors, last_error_code, last_error_message FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, kms_errors, code.as_str()),
+        ("failed", 3, 3, "InternalError.KmsError")
+    );
+    assert!(
+        message.starts_with("OpenDBInstanceEncryption answered InternalError.KmsError 3 times and a settled read confirmed Encryption=NO each time: check that the KMS key"),
+        "{message}"
+    );
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(!t.encrypted);
+    assert_eq!((t.open_calls, t.blind_open_calls), (3, 0), "{t:?}");
+}
+
+/// Step by step: an Open answered with an error that may have been applied is
+/// verified first early (its NO does not count, the next read waits for the
+/// settle window), then once settled; that settled NO schedules the retry after
+/// a jittered backoff, and the journal's next attempt time is that far ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_no_after_an_ambiguous_open_schedules_the_retry_after_a_backoff() {
+    use fleetcrypt::api::Endpoint;
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let id = "cdb-step0003";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.faults.internal = 1.0;
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.settle = Duration::from_millis(600);
+    config.retry_backoff = runner::Backoff::new(Duration::from_secs(10), Duration::from_secs(10));
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        client: client(config.timeout),
+        config: config.clone(),
+        run_id: None,
+    });
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let a = Active::from_row(&rows[0], Endpoint::parse(&emu.url).unwrap(), None);
+    let a = drive(
+        &ctx,
+        a,
+        &[Step::PreflightRead, Step::Features, Step::WriteAhead],
+    )
+    .await;
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    let sent = execute(ctx.clone(), a, Step::Send, gate.clone()).await;
+    assert!(
+        matches!(sent.next, Next::After(Step::VerifyRead, d) if d <= config.ambiguous_first_read),
+        "{:?}",
+        sent.next
+    );
+    let early = execute(ctx.clone(), sent.active, Step::VerifyRead, gate.clone()).await;
+    let wait = match early.next {
+        Next::After(Step::VerifyRead, d) => d,
+        other => panic!("an unsettled NO led to {other:?}"),
+    };
+    assert!(
+        wait > Duration::ZERO && wait <= config.settle + Duration::from_millis(5),
+        "the next read waits for the settle window: {wait:?}"
+    );
+    tokio::time::sleep(wait).await;
+    let settled = execute(ctx.clone(), early.active, Step::VerifyRead, gate.clone()).await;
+    let delay = match settled.next {
+        Next::After(Step::WriteAhead, d) => d,
+        other => panic!("a settled NO led to {other:?}"),
+    };
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(10),
+        "the retry waits a full-jitter draw from [0, 10 s], got {delay:?}"
+    );
+    assert!(settled.active.cleared);
+    drop(ctx);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, next): (String, i64) = conn
+        .query_row("SELECT state, next_attempt_at_ms FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(state, "retry_wait");
+    let scheduled_at: i64 = conn
+        .query_row(
+            "SELECT at_ms FROM events WHERE kind = 'RetryScheduled'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let ahead = next - scheduled_at;
+    let delay_ms = delay.as_millis() as i64;
+    assert!(
+        (delay_ms - 100..=delay_ms).contains(&ahead),
+        "the next attempt is journaled {ahead} ms after the retry was scheduled, the backoff is {delay_ms} ms"
+    );
+}
