@@ -1256,7 +1256,8 @@ async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
 
 /// A read that could not even be sent (nothing listens on the port) is not an
 /// answer: it does not count as the server having answered, it says why it
-/// was not sent, and the read is simply tried again.
+/// was not sent, and the read is tried again after a backoff that grows with
+/// each failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_that_could_not_be_sent_is_not_an_answer() {
     use fleetcrypt::api::Endpoint;
@@ -1274,7 +1275,9 @@ async fn a_read_that_could_not_be_sent_is_not_an_answer() {
     ));
     journal.import(specs_of(&world)).await.unwrap();
     let url = format!("http://{closed}");
-    let config = run_config(&url, 20);
+    let mut config = run_config(&url, 20);
+    config.retry_backoff = runner::Backoff::new(Duration::from_millis(10), Duration::from_secs(10));
+    let backoff = config.retry_backoff;
     let ctx = Arc::new(Ctx {
         journal: journal.clone(),
         client: client(config.timeout),
@@ -1285,19 +1288,28 @@ async fn a_read_that_could_not_be_sent_is_not_an_answer() {
         .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
         .await
         .unwrap();
-    let a = Active::from_row(&rows[0], Endpoint::parse(&url).unwrap(), None);
-    let r = execute(ctx, a, Step::PreflightRead, Arc::new(OpenGate)).await;
-    assert!(r.not_sent.is_some(), "{r:?}");
-    assert!(
-        !r.definite_answer,
-        "an unsent read is no answer from the server"
-    );
-    assert!(
-        matches!(r.next, Next::After(Step::PreflightRead, _)),
-        "{:?}",
-        r.next
-    );
-    assert_eq!(r.active.state, State::Pending);
+    let mut a = Active::from_row(&rows[0], Endpoint::parse(&url).unwrap(), None);
+    // Each failed read is retried after a full-jitter draw from the envelope for
+    // its failure number: the n-th failure (0-based) waits at most 10 ms * 2^n.
+    for n in 0..10u32 {
+        let r = execute(ctx.clone(), a, Step::PreflightRead, Arc::new(OpenGate)).await;
+        assert!(r.not_sent.is_some(), "{r:?}");
+        assert!(
+            !r.definite_answer,
+            "an unsent read is no answer from the server"
+        );
+        let wait = match r.next {
+            Next::After(Step::PreflightRead, d) => d,
+            other => panic!("an unsent read led to {other:?}"),
+        };
+        assert!(
+            wait <= backoff.envelope(n),
+            "failure {n}: waited {wait:?}, over the envelope {:?}",
+            backoff.envelope(n)
+        );
+        assert_eq!(r.active.state, State::Pending);
+        a = r.active;
+    }
 }
 
 /// After the accepted Open, `Encryption` reads `""` (neither YES nor NO) for
