@@ -1034,15 +1034,17 @@ async fn an_instance_is_given_up_after_max_attempts_each_verified_no() {
     assert_eq!((t.open_calls, t.blind_open_calls), (3, 0), "{t:?}");
 }
 
-/// Eight instances on one endpoint at 4 requests/s per action. Each action has
+/// Twelve instances on one endpoint at 4 requests/s per action. Each action has
 /// its own quota (so together they exceed one action's rate in some second,
 /// while no action ever does), and within the DescribeDBInstanceInfo quota the
 /// verification of an instance already sent goes before the preflight of a new
 /// one: the first instance is verified encrypted before the last preflight read.
+/// (Three seconds of preflight reads: even if the first verifications miss the
+/// second second's slots, they take the third's.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_action_has_its_own_quota_and_started_instances_are_verified_first() {
     let world = World::generate(&Generate {
-        count: 8,
+        count: 12,
         share_encrypted: 0.0,
         share_unsupported: 0.0,
         share_needs_upgrade: 0.0,
