@@ -1543,3 +1543,158 @@ async fn a_settled_no_after_an_ambiguous_open_schedules_the_retry_after_a_backof
         "the next attempt is journaled {ahead} ms after the retry was scheduled, the backoff is {delay_ms} ms"
     );
 }
+
+/// The Open is accepted but the change takes 1.5 s to show, longer than the
+/// 600 ms settle window. A NO read before the attempt settled is not a settled
+/// NO, and an accepted attempt is polled until the verify deadline rather than
+/// re-sent once it settles: one Open, and the instance ends encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_resent() {
+    let id = "cdb-slowacc1";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.propagation = Duration::from_millis(1500);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    // Covers the emulator's Open latency (at most 400 ms), not the propagation.
+    config.settle = Duration::from_millis(600);
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts, sent): (String, i64, i64) = conn
+        .query_row(
+            "SELECT state, attempts, last_sent_at_ms FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("encrypted", 1));
+    let events = events_of(&conn, id);
+    let accepted = events
+        .iter()
+        .position(|e| e.0 == "AttemptAnswered")
+        .unwrap();
+    let reads: Vec<&EventLine> = events[accepted..]
+        .iter()
+        .filter(|e| e.0 == "ReadNotEncrypted")
+        .collect();
+    assert!(
+        reads.iter().any(|e| e.1.is_none()),
+        "the scenario reads NO before the attempt settled: {events:#?}"
+    );
+    let settle_ms = config.settle.as_millis() as i64;
+    for e in &reads {
+        if e.1.as_deref() == Some("settled") {
+            assert!(
+                e.4.unwrap() >= sent + settle_ms,
+                "a NO read {} ms after the Open was sent counted as settled: {events:#?}",
+                e.4.unwrap() - sent
+            );
+        }
+    }
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(t.encrypted);
+    assert_eq!(
+        (t.open_calls, t.open_calls_when_encrypted),
+        (1, 0),
+        "an accepted Open was re-sent: {t:?}"
+    );
+}
+
+/// Step by step, with `max_attempts` 1: the only attempt is answered
+/// RequestLimitExceeded. It applied nothing, and there is no attempt left, so
+/// the instance fails at once (refused), naming the code and the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_last_attempt_fails_the_instance_at_once() {
+    use fleetcrypt::api::Endpoint;
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let mut world = World::default();
+    for id in ["cdb-last0001", "cdb-last0002"] {
+        world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    }
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.rate_limits
+        .insert(OPEN_DB_INSTANCE_ENCRYPTION.to_string(), 1);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.max_attempts = 1;
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        client: client(config.timeout),
+        config,
+        run_id: None,
+    });
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let ep = Endpoint::parse(&emu.url).unwrap();
+    let mut staged = Vec::new();
+    for row in &rows {
+        let a = Active::from_row(row, ep.clone(), None);
+        staged.push(
+            drive(
+                &ctx,
+                a,
+                &[Step::PreflightRead, Step::Features, Step::WriteAhead],
+            )
+            .await,
+        );
+    }
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    let second = staged.pop().unwrap();
+    let first = staged.pop().unwrap();
+    let r1 = execute(ctx.clone(), first, Step::Send, gate.clone()).await;
+    assert!(
+        matches!(r1.next, Next::After(Step::VerifyRead, _)),
+        "{:?}",
+        r1.next
+    );
+    let r2 = execute(ctx.clone(), second, Step::Send, gate.clone()).await;
+    assert!(r2.throttled);
+    assert!(matches!(r2.next, Next::Done), "{:?}", r2.next);
+    assert_eq!(r2.active.state, State::Failed);
+    assert_eq!(r2.stop, None);
+    drop(ctx);
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, outcome, code, message): (String, String, String, String) = conn
+        .query_row(
+            "SELECT state, last_outcome, last_error_code, last_error_message FROM instances WHERE instance_id = ?1",
+            [&rows[1].instance_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), outcome.as_str(), code.as_str()),
+        ("failed", "refused", "RequestLimitExceeded")
+    );
+    assert!(message.ends_with("; gave up after 1 attempts"), "{message}");
+}
