@@ -496,3 +496,632 @@ async fn a_journal_written_by_schema_3_is_read_migrated_and_still_verifies() {
     };
     assert_eq!(strip(&json), strip(&again), "the report reads the same");
 }
+
+/// Wall-clock milliseconds, independent of the crate's own clock helper.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Every event of the journal at `path`, in order.
+fn all_events(path: &std::path::Path) -> Vec<chain::EventRow> {
+    let c = schema::open_reader(path).unwrap();
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT {} FROM events ORDER BY id",
+            chain::EVENT_COLUMNS
+        ))
+        .unwrap();
+    let rows = stmt
+        .query_map([], chain::event_from_row)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}
+
+fn keyed(id: &str, key_id: Option<&str>, key_region: Option<&str>) -> InstanceSpec {
+    InstanceSpec {
+        key_id: key_id.map(str::to_string),
+        key_region: key_region.map(str::to_string),
+        ..spec(id)
+    }
+}
+
+/// Both import paths (the async one and the blocking one the CLI uses) store each
+/// new instance as pending, in import order, with its labels as a JSON object,
+/// and append one `Imported` event per new instance saying where it came from.
+#[test]
+fn import_stores_instances_in_order_with_labels_and_an_imported_event_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Journal::open(&path).unwrap();
+    let before = wall_ms();
+    let mut second = spec("cdb-imp00002");
+    second.line = 3;
+    let s = j
+        .import_blocking(vec![spec("cdb-imp00001"), second])
+        .unwrap();
+    assert_eq!((s.added, s.already_known), (2, 0));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut third = spec("cdb-imp00003");
+    third.line = 4;
+    let s = rt.block_on(j.import(vec![third])).unwrap();
+    assert_eq!((s.added, s.already_known), (1, 0));
+    let after = wall_ms();
+    drop(j);
+
+    let c = schema::open_reader(&path).unwrap();
+    let rows: Vec<(String, i64, String, String)> = c
+        .prepare("SELECT instance_id, seq, state, labels FROM instances ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let labels = r#"{"team":"=cmd()"}"#.to_string();
+    assert_eq!(
+        rows,
+        vec![
+            ("cdb-imp00001".into(), 1, "pending".into(), labels.clone()),
+            ("cdb-imp00002".into(), 2, "pending".into(), labels.clone()),
+            ("cdb-imp00003".into(), 3, "pending".into(), labels),
+        ]
+    );
+    let events = all_events(&path);
+    assert_eq!(events.len(), 3);
+    for (n, ev) in events.iter().enumerate() {
+        assert_eq!(ev.id, n as i64 + 1);
+        assert_eq!(ev.kind, "Imported");
+        assert_eq!(
+            ev.instance_id.as_deref(),
+            Some(format!("cdb-imp0000{}", n + 1).as_str())
+        );
+        assert_eq!(ev.from_state, None);
+        assert_eq!(ev.to_state.as_deref(), Some("pending"));
+        assert_eq!(
+            ev.detail.as_deref(),
+            Some(format!("input line {}", n + 2).as_str())
+        );
+        assert!(
+            (before..=after).contains(&ev.at_ms),
+            "{} not within {before}..={after}",
+            ev.at_ms
+        );
+    }
+}
+
+/// A re-import keeps the journal's rows and names exactly the known instances
+/// whose input differs: region, key id or key region, each on its own.
+#[tokio::test]
+async fn a_reimport_names_exactly_the_instances_whose_region_or_key_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    j.import(vec![
+        keyed("cdb-same0001", Some("k1"), Some("ap-guangzhou")),
+        keyed("cdb-keyid001", Some("k1"), Some("ap-guangzhou")),
+        keyed("cdb-keyrg001", Some("k1"), Some("ap-guangzhou")),
+        spec("cdb-region01"),
+    ])
+    .await
+    .unwrap();
+    let mut region = spec("cdb-region01");
+    region.region = "ap-shanghai".into();
+    let s = j
+        .import(vec![
+            keyed("cdb-same0001", Some("k1"), Some("ap-guangzhou")),
+            keyed("cdb-keyid001", Some("k2"), Some("ap-guangzhou")),
+            keyed("cdb-keyrg001", Some("k1"), Some("ap-shanghai")),
+            region,
+        ])
+        .await
+        .unwrap();
+    assert_eq!((s.added, s.already_known), (0, 4));
+    assert_eq!(
+        s.differing,
+        vec![
+            "cdb-keyid001".to_string(),
+            "cdb-keyrg001".to_string(),
+            "cdb-region01".to_string()
+        ]
+    );
+}
+
+/// A run is a row in `runs` with a `RunStarted` event (its command as detail)
+/// and, at the end, its exit code with a `RunEnded` event; both the async calls
+/// of `run` and the blocking ones of `retry-failed` do this and return the row's id.
+#[test]
+fn runs_are_recorded_with_their_start_and_end_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Journal::open(&path).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let before = wall_ms();
+    let first = rt
+        .block_on(j.start_run(
+            "run",
+            Some(20),
+            Some(std::time::Duration::from_secs(15)),
+            Some(std::time::Duration::from_secs(60)),
+        ))
+        .unwrap();
+    rt.block_on(j.end_run(first, 3)).unwrap();
+    let second = j.start_run_blocking("retry-failed").unwrap();
+    j.end_run_blocking(second, 0).unwrap();
+    let after = wall_ms();
+    drop(j);
+
+    let c = schema::open_reader(&path).unwrap();
+    let runs = read::runs(&c).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (runs[0].id, runs[1].id),
+        (first, second),
+        "start_run returns the id of the row it wrote"
+    );
+    assert_ne!(first, second);
+    assert_eq!(
+        (
+            runs[0].command.as_str(),
+            runs[0].rate_limit,
+            runs[0].exit_code
+        ),
+        ("run", Some(20), Some(3))
+    );
+    assert_eq!(
+        (runs[1].command.as_str(), runs[1].exit_code),
+        ("retry-failed", Some(0))
+    );
+    let (timeout, settle): (Option<i64>, Option<i64>) = c
+        .query_row(
+            "SELECT timeout_ms, settle_ms FROM runs WHERE id = ?1",
+            [first],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((timeout, settle), (Some(15_000), Some(60_000)));
+    let events = all_events(&path);
+    let summary: Vec<(String, Option<i64>, Option<String>)> = events
+        .iter()
+        .map(|e| (e.kind.clone(), e.run_id, e.detail.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("RunStarted".into(), Some(first), Some("run".into())),
+            ("RunEnded".into(), Some(first), Some("exit code 3".into())),
+            (
+                "RunStarted".into(),
+                Some(second),
+                Some("retry-failed".into())
+            ),
+            ("RunEnded".into(), Some(second), Some("exit code 0".into())),
+        ]
+    );
+    for (ev, run) in events.iter().zip([&runs[0], &runs[0], &runs[1], &runs[1]]) {
+        let expected = if ev.kind == "RunStarted" {
+            run.started_at_ms
+        } else {
+            run.ended_at_ms.unwrap()
+        };
+        assert_eq!(ev.at_ms, expected, "{ev:?}");
+        assert!((before..=after).contains(&ev.at_ms), "{ev:?}");
+    }
+}
+
+/// `retry-failed [--code C]` puts back to pending exactly the failed instances
+/// whose last error is C or C.*, with a fresh attempt budget and no clearance,
+/// and journals one `ResetForRetry` event for each, naming the old code.
+#[test]
+fn retry_failed_resets_matching_failed_instances_with_an_event_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Journal::open(&path).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        j.import(vec![
+            spec("cdb-kms00001"),
+            spec("cdb-unsup001"),
+            spec("cdb-pend0001"),
+            spec("cdb-kmsx0001"),
+        ])
+        .await
+        .unwrap();
+        // cdb-kms00001: one attempt, then failed with InternalError.KmsError.
+        for (fact, t) in [
+            (
+                Fact::EncryptionRead {
+                    encrypted: false,
+                    settled: true,
+                },
+                1,
+            ),
+            (written(), 2),
+            (
+                Fact::AttemptAnswered {
+                    disposition: Disposition::Ambiguous,
+                    settles_at_ms: 100,
+                    next_attempt_at_ms: None,
+                    kms_error: true,
+                },
+                3,
+            ),
+            (
+                Fact::GaveUp {
+                    code: "InternalError.KmsError".into(),
+                    message: "m".into(),
+                },
+                4,
+            ),
+        ] {
+            j.apply(change("cdb-kms00001", fact, t)).await.unwrap();
+        }
+        j.apply(change(
+            "cdb-unsup001",
+            Fact::PreflightFailed {
+                code: "UnsupportedEncryption".into(),
+                message: "m".into(),
+            },
+            5,
+        ))
+        .await
+        .unwrap();
+        // Shares the prefix but not the dotted code: not matched by InternalError.KmsError.
+        j.apply(change(
+            "cdb-kmsx0001",
+            Fact::PreflightFailed {
+                code: "InternalError.KmsErrorX".into(),
+                message: "m".into(),
+            },
+            6,
+        ))
+        .await
+        .unwrap();
+    });
+    let run = j.start_run_blocking("retry-failed").unwrap();
+    let before = wall_ms();
+    assert_eq!(
+        j.reset_failed_blocking(Some("InternalError.KmsError".into()), Some(run))
+            .unwrap(),
+        1
+    );
+    let after = wall_ms();
+    drop(j);
+
+    let c = schema::open_reader(&path).unwrap();
+    let row = |id: &str| -> (String, i64, i64, i64, i64, Option<String>) {
+        c.query_row(
+            "SELECT state, attempts, budget_base, kms_errors, cleared_to_send, last_error_code FROM instances WHERE instance_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(row("cdb-kms00001"), ("pending".into(), 1, 1, 0, 0, None));
+    assert_eq!(row("cdb-unsup001").0, "failed");
+    assert_eq!(row("cdb-kmsx0001").0, "failed");
+    assert_eq!(row("cdb-pend0001").0, "pending");
+    let resets: Vec<chain::EventRow> = all_events(&path)
+        .into_iter()
+        .filter(|e| e.kind == "ResetForRetry")
+        .collect();
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    let ev = &resets[0];
+    assert_eq!(
+        (
+            ev.run_id,
+            ev.instance_id.as_deref(),
+            ev.from_state.as_deref(),
+            ev.to_state.as_deref(),
+            ev.attempt,
+            ev.error_code.as_deref()
+        ),
+        (
+            Some(run),
+            Some("cdb-kms00001"),
+            Some("failed"),
+            Some("pending"),
+            Some(1),
+            Some("InternalError.KmsError")
+        )
+    );
+    assert!((before..=after).contains(&ev.at_ms), "{ev:?}");
+    drop(c);
+
+    // Without a code: every failed instance.
+    let j = Journal::open(&path).unwrap();
+    assert_eq!(j.reset_failed_blocking(None, None).unwrap(), 2);
+    drop(j);
+    let c = schema::open_reader(&path).unwrap();
+    assert_eq!(read::counts(&c).unwrap()[&State::Pending], 4);
+}
+
+/// A journal opened again continues its hash chain where it left off: ids stay
+/// contiguous and the chain verifies across the reopen.
+#[tokio::test]
+async fn reopening_a_journal_continues_its_hash_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Journal::open(&path).unwrap();
+    j.import(vec![spec("cdb-reop0001"), spec("cdb-reop0002")])
+        .await
+        .unwrap();
+    drop(j);
+    let j = Journal::open(&path).unwrap();
+    j.import(vec![spec("cdb-reop0003")]).await.unwrap();
+    j.apply(change(
+        "cdb-reop0001",
+        Fact::EncryptionRead {
+            encrypted: true,
+            settled: true,
+        },
+        7,
+    ))
+    .await
+    .unwrap();
+    drop(j);
+    let ids: Vec<i64> = all_events(&path).iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4]);
+    let c = schema::open_reader(&path).unwrap();
+    assert!(matches!(
+        chain::verify(&c).unwrap(),
+        ChainReport::Intact { events: 4, .. }
+    ));
+}
+
+/// Dropping the last handle waits for the writer thread to finish and close its
+/// connection: SQLite then checkpoints the WAL into the database and removes it,
+/// so the file is complete on its own the moment `drop` returns.
+#[tokio::test]
+async fn dropping_the_last_handle_closes_the_journal_before_returning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Journal::open(&path).unwrap();
+    // Enough to make the closing checkpoint take a while.
+    let ids: Vec<String> = (0..3000).map(|i| format!("cdb-drop{i:04}")).collect();
+    j.import(ids.iter().map(|i| spec(i)).collect())
+        .await
+        .unwrap();
+    let wal = dir.path().join("j.db-wal");
+    assert!(wal.exists(), "WAL mode: writes go to the -wal file first");
+    let other = j.clone();
+    drop(j);
+    assert!(wal.exists(), "a clone still holds the journal open");
+    drop(other);
+    assert!(
+        !wal.exists(),
+        "the journal was still open after its last handle was dropped"
+    );
+}
+
+/// A fact is all or nothing: when its event cannot be appended, the instance
+/// row keeps its state, and the chain goes on from the last event written.
+#[tokio::test]
+async fn a_fact_whose_event_cannot_be_written_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Journal::open(&path).unwrap();
+    j.import(vec![spec("cdb-atom0001")]).await.unwrap();
+    let side = rusqlite::Connection::open(&path).unwrap();
+    side.execute_batch(
+        "CREATE TRIGGER refuse_found BEFORE INSERT ON events WHEN NEW.kind = 'FoundAlreadyEncrypted' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .unwrap();
+    let yes = || {
+        change(
+            "cdb-atom0001",
+            Fact::EncryptionRead {
+                encrypted: true,
+                settled: true,
+            },
+            9,
+        )
+    };
+    let e = j.apply(yes()).await.unwrap_err();
+    assert!(e.to_string().contains("refused by the test"), "{e}");
+    let (state, verified): (String, Option<i64>) = side
+        .query_row("SELECT state, verified_at_ms FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), verified),
+        ("pending", None),
+        "the instance moved although its event was not written"
+    );
+    side.execute_batch("DROP TRIGGER refuse_found").unwrap();
+    drop(side);
+    let a = j.apply(yes()).await.unwrap();
+    assert_eq!(a.state, State::AlreadyEncrypted);
+    drop(j);
+    let c = schema::open_reader(&path).unwrap();
+    assert!(matches!(
+        chain::verify(&c).unwrap(),
+        ChainReport::Intact { events: 2, .. }
+    ));
+}
+
+/// Each applied fact appends one event that names the run, the instance, the
+/// move (from, to), the attempt, and the call it came from; a YES before any
+/// attempt is `FoundAlreadyEncrypted`, after one `VerifiedEncrypted`. The
+/// instance row a runner loads back says whether it is cleared to send.
+#[tokio::test]
+async fn each_fact_is_an_event_naming_its_run_move_attempt_and_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Journal::open(&path).unwrap();
+    let run = j.start_run("run", None, None, None).await.unwrap();
+    j.import(vec![spec("cdb-fact0001"), spec("cdb-fact0002")])
+        .await
+        .unwrap();
+    let with_run = |id: &str, fact: Fact, t: i64| Change {
+        run_id: Some(run),
+        ..change(id, fact, t)
+    };
+    j.apply(with_run(
+        "cdb-fact0001",
+        Fact::EncryptionRead {
+            encrypted: true,
+            settled: true,
+        },
+        100,
+    ))
+    .await
+    .unwrap();
+    j.apply(with_run(
+        "cdb-fact0002",
+        Fact::EncryptionRead {
+            encrypted: false,
+            settled: false,
+        },
+        200,
+    ))
+    .await
+    .unwrap();
+    {
+        let c = schema::open_reader(&path).unwrap();
+        let rows = fleetcrypt::journal::load_active(&c, 0, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].instance_id, "cdb-fact0002");
+        assert!(rows[0].cleared_to_send, "a NO before any attempt clears");
+    }
+    j.apply(with_run("cdb-fact0002", written(), 300))
+        .await
+        .unwrap();
+    {
+        let c = schema::open_reader(&path).unwrap();
+        let rows = fleetcrypt::journal::load_active(&c, 0, 10).unwrap();
+        assert!(!rows[0].cleared_to_send, "an attempt uses the clearance up");
+        assert_eq!(rows[0].state, State::Requesting);
+    }
+    j.apply(with_run(
+        "cdb-fact0002",
+        Fact::AttemptAnswered {
+            disposition: Disposition::Accepted,
+            settles_at_ms: 1300,
+            next_attempt_at_ms: None,
+            kms_error: false,
+        },
+        400,
+    ))
+    .await
+    .unwrap();
+    j.apply(with_run(
+        "cdb-fact0002",
+        Fact::EncryptionRead {
+            encrypted: true,
+            settled: false,
+        },
+        500,
+    ))
+    .await
+    .unwrap();
+    drop(j);
+
+    type Line<'a> = (
+        i64,
+        Option<i64>,
+        Option<&'a str>,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<i64>,
+    );
+    let events: Vec<chain::EventRow> = all_events(&path)
+        .into_iter()
+        .filter(|e| e.kind != "Imported" && e.kind != "RunStarted")
+        .collect();
+    let lines: Vec<Line> = events
+        .iter()
+        .map(|e| {
+            (
+                e.at_ms,
+                e.run_id,
+                e.instance_id.as_deref(),
+                e.kind.as_str(),
+                e.from_state.as_deref(),
+                e.to_state.as_deref(),
+                e.attempt,
+            )
+        })
+        .collect();
+    let (r, a, b) = (Some(run), Some("cdb-fact0001"), Some("cdb-fact0002"));
+    assert_eq!(
+        lines,
+        vec![
+            (
+                100,
+                r,
+                a,
+                "FoundAlreadyEncrypted",
+                Some("pending"),
+                Some("already_encrypted"),
+                Some(0)
+            ),
+            (
+                200,
+                r,
+                b,
+                "ReadNotEncrypted",
+                Some("pending"),
+                Some("pending"),
+                Some(0)
+            ),
+            (
+                300,
+                r,
+                b,
+                "AttemptWritten",
+                Some("pending"),
+                Some("requesting"),
+                Some(1)
+            ),
+            (
+                400,
+                r,
+                b,
+                "AttemptAnswered",
+                Some("requesting"),
+                Some("verifying"),
+                Some(1)
+            ),
+            (
+                500,
+                r,
+                b,
+                "VerifiedEncrypted",
+                Some("verifying"),
+                Some("encrypted"),
+                Some(1)
+            ),
+        ]
+    );
+    // The call record of a read.
+    let read = &events[1];
+    assert_eq!(
+        (
+            read.action.as_deref(),
+            read.endpoint.as_deref(),
+            read.sent_at_ms,
+            read.latency_ms,
+            read.request_id.as_deref()
+        ),
+        (
+            Some("DescribeDBInstanceInfo"),
+            Some("e"),
+            Some(200),
+            Some(3),
+            Some("rid")
+        )
+    );
+    assert_eq!(events[1].detail.as_deref(), Some("settled"));
+    assert_eq!(
+        events[2].action.as_deref(),
+        Some("OpenDBInstanceEncryption")
+    );
+    assert_eq!(events[2].detail.as_deref(), Some("{}"));
+    assert_eq!(events[3].detail.as_deref(), Some("accepted"));
+}

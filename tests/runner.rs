@@ -608,3 +608,1084 @@ async fn rejected_opens_are_reread_and_resent_until_encrypted() {
     }
     assert_eq!(resends as u64, n as u64 + open.throttled);
 }
+
+/// A TCP relay in front of the emulator. The moment it relays the first
+/// `DescribeDBFeatures` request it stops listening for `gap`, so the next new
+/// connection (the Open that follows the preflight, with pooling off) is
+/// refused: the client hands it back unsent. Then it listens again on the same port.
+struct RefusingRelay {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RefusingRelay {
+    fn start(upstream: std::net::SocketAddr, gap: Duration) -> RefusingRelay {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::{TcpListener, TcpStream};
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                addr_tx.send(addr).unwrap();
+                let (seen_tx, mut seen_rx) = tokio::sync::mpsc::channel::<()>(1);
+                let mut refused_once = false;
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => return,
+                        _ = seen_rx.recv(), if !refused_once => {
+                            refused_once = true;
+                            drop(listener);
+                            tokio::time::sleep(gap).await;
+                            listener = TcpListener::bind(addr).await.unwrap();
+                        }
+                        acc = listener.accept() => {
+                            let Ok((mut client, _)) = acc else { continue };
+                            let seen = seen_tx.clone();
+                            tokio::spawn(async move {
+                                let mut first = vec![0u8; 64 * 1024];
+                                let Ok(n) = client.read(&mut first).await else { return };
+                                let head = &first[..n];
+                                if head.windows(18).any(|w| w == b"DescribeDBFeatures") {
+                                    let _ = seen.try_send(());
+                                }
+                                let Ok(mut server) = TcpStream::connect(upstream).await else { return };
+                                if server.write_all(head).await.is_err() {
+                                    return;
+                                }
+                                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        RefusingRelay {
+            url: format!("http://{addr}"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RefusingRelay {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `(kind, detail, error_code, at_ms, sent_at_ms)` of every event of one instance, in order.
+type EventLine = (String, Option<String>, Option<String>, i64, Option<i64>);
+
+fn events_of(conn: &rusqlite::Connection, id: &str) -> Vec<EventLine> {
+    conn.prepare(
+        "SELECT kind, detail, error_code, at_ms, sent_at_ms FROM events WHERE instance_id = ?1 ORDER BY id",
+    )
+    .unwrap()
+    .query_map([id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// In the middle of a run (the preflight got definite answers), the Open cannot
+/// even connect: the request is handed back unsent. That is documented as not
+/// carried out, so no settle window applies: the attempt is journaled as
+/// rejected, a fresh settled NO is read, the Open is sent again well before a
+/// settle window could have passed, and the instance ends encrypted with
+/// nothing blind and exactly one Open ever reaching the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_that_was_never_sent_is_resent_after_a_fresh_no_without_a_settle_wait() {
+    let id = "cdb-unsent01";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let relay = RefusingRelay::start(emu.addr, Duration::from_millis(1000));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&relay.url, 20);
+    // Long enough that waiting it out would show; the emulator never needs it here.
+    config.settle = Duration::from_secs(10);
+    config.retry_backoff =
+        runner::Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+    // One new connection per request, so the Open has to connect on its own.
+    let client = Client::new(
+        Credentials::new(SECRET_ID, SECRET_KEY),
+        &ClientOptions {
+            timeout: config.timeout,
+            pool_max_idle_per_host: 0,
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client,
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(stop, None, "an unsent Open mid-run must not stop the run");
+    drop(journal);
+    drop(relay);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts): (String, i64) = conn
+        .query_row("SELECT state, attempts FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("encrypted", 2));
+    let events = events_of(&conn, id);
+    let answers: Vec<(Option<String>, Option<String>)> = events
+        .iter()
+        .filter(|e| e.0 == "AttemptAnswered")
+        .map(|e| (e.1.clone(), e.2.clone()))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            (
+                Some("rejected".to_string()),
+                Some("ClientNetworkError.NotSent".to_string())
+            ),
+            (Some("accepted".to_string()), None)
+        ],
+        "the unsent Open is journaled as a rejected (not applied) attempt: {events:#?}"
+    );
+    // Between the rejected attempt and the re-send: a settled NO, and no settle wait.
+    let rejected = events
+        .iter()
+        .position(|e| e.0 == "AttemptAnswered")
+        .unwrap();
+    let resent = rejected
+        + events[rejected..]
+            .iter()
+            .position(|e| e.0 == "AttemptWritten")
+            .unwrap();
+    assert!(
+        events[rejected..resent]
+            .iter()
+            .any(|e| e.0 == "ReadNotEncrypted" && e.1.as_deref() == Some("settled")),
+        "re-sent without a settled NO: {events:#?}"
+    );
+    let gap_ms = events[resent].3 - events[rejected].4.unwrap();
+    assert!(
+        gap_ms < config.settle.as_millis() as i64 / 2,
+        "waited {gap_ms} ms before the re-send: a never-sent Open needs no settle window"
+    );
+    assert!(took < config.settle, "the run took {took:?}");
+
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(t.encrypted, "{t:?}");
+    assert_eq!(
+        (t.open_calls, t.blind_open_calls, t.overlapping_open_calls),
+        (1, 0, 0),
+        "only the re-sent Open reached the server, and it was not blind"
+    );
+}
+
+/// `retry-failed` put an instance back to pending after an attempt whose outcome
+/// was never settled (the process gave up on it). The next run must give that
+/// attempt a fresh full settle window: the preflight NO and the pre-send NO read
+/// before the window closes do not clear the instance, so nothing is sent and
+/// the pre-send read waits (no busy loop of reads and refused write-aheads);
+/// once the window has closed, a settled NO clears it and one Open is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsettled_pre_send_no_waits_for_the_window_and_sends_nothing() {
+    use fleetcrypt::journal::{CallRecord, Change, Fact};
+    let id = "cdb-reset001";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    // The earlier run: a settled NO, an attempt (it never reached this emulator),
+    // an ambiguous answer, then it gave up; retry-failed puts it back to pending.
+    let at = fleetcrypt::model::now_ms();
+    let change = |fact| Change {
+        instance_id: id.parse().unwrap(),
+        fact,
+        run_id: None,
+        call: Some(CallRecord::new(Action::DescribeDBInstanceInfo, "x", at)),
+        at_ms: at,
+    };
+    for fact in [
+        Fact::EncryptionRead {
+            encrypted: false,
+            settled: true,
+        },
+        Fact::AttemptWritten {
+            request: "{}".into(),
+        },
+        Fact::AttemptAnswered {
+            disposition: fleetcrypt::model::Disposition::Ambiguous,
+            settles_at_ms: at + 2500,
+            next_attempt_at_ms: None,
+            kms_error: false,
+        },
+        Fact::GaveUp {
+            code: "VerificationUnavailable".into(),
+            message: "gave up".into(),
+        },
+    ] {
+        journal.apply(change(fact)).await.unwrap();
+    }
+    let j = journal.clone();
+    let reset = tokio::task::spawn_blocking(move || j.reset_failed_blocking(None, None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reset, 1);
+
+    let config = run_config(&emu.url, 20);
+    let started = fleetcrypt::model::now_ms();
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts): (String, i64) = conn
+        .query_row("SELECT state, attempts FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("encrypted", 2));
+    let events = events_of(&conn, id);
+    let reset_at = events.iter().position(|e| e.0 == "ResetForRetry").unwrap();
+    let resent = reset_at
+        + events[reset_at..]
+            .iter()
+            .position(|e| e.0 == "AttemptWritten")
+            .unwrap();
+    let reads: Vec<&EventLine> = events[reset_at..resent]
+        .iter()
+        .filter(|e| e.0 == "ReadNotEncrypted")
+        .collect();
+    // Preflight and the first pre-send read (both unsettled), then the settled one.
+    let unsettled = reads.iter().filter(|e| e.1.is_none()).count();
+    assert!(
+        (1..=3).contains(&unsettled),
+        "{unsettled} unsettled NO reads before the window closed: the pre-send read must wait, not loop: {events:#?}"
+    );
+    let last = reads.last().unwrap();
+    assert_eq!(
+        last.1.as_deref(),
+        Some("settled"),
+        "the re-send came without a settled NO: {events:#?}"
+    );
+    assert!(
+        last.4.unwrap() >= started + config.settle.as_millis() as i64,
+        "a NO counted {} ms after the restart, before the fresh {:?} window closed",
+        last.4.unwrap() - started,
+        config.settle
+    );
+
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(t.encrypted, "{t:?}");
+    assert_eq!(
+        (t.open_calls, t.blind_open_calls, t.overlapping_open_calls),
+        (1, 0, 0)
+    );
+}
+
+/// Every Open fails with an error that may or may not have been applied, and
+/// every settled read says NO: the instance is given up after exactly
+/// `max_attempts` Opens, each re-sent only after a settled NO, failed with the
+/// last error code and its message as the server gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_is_given_up_after_max_attempts_each_verified_no() {
+    let id = "cdb-never001";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.faults.internal = 1.0;
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.max_attempts = 3;
+    // Covers the emulator's Open latency (at most 400 ms; `internal` applies nothing).
+    config.settle = Duration::from_millis(600);
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish: attempts were not bounded by max_attempts")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts, code, message): (String, i64, String, String) = conn
+        .query_row(
+            "SELECT state, attempts, last_error_code, last_error_message FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, code.as_str(), message.as_str()),
+        (
+            "failed",
+            3,
+            "InternalError.UnknownError",
+            "Internal error (injected, not applied).; verified NO, gave up after 3 attempts"
+        )
+    );
+    let answered: Vec<Option<String>> = events_of(&conn, id)
+        .into_iter()
+        .filter(|e| e.0 == "AttemptAnswered")
+        .map(|e| e.2)
+        .collect();
+    assert_eq!(
+        answered,
+        vec![Some("InternalError.UnknownError".to_string()); 3]
+    );
+    // Per ambiguous attempt: one early read (a YES would end it), then one once it
+    // has settled; no stream of reads while the server may still be working.
+    let unsettled = events_of(&conn, id)
+        .iter()
+        .filter(|e| e.0 == "ReadNotEncrypted" && e.1.is_none())
+        .count();
+    assert!(
+        unsettled <= 2 * 3,
+        "{unsettled} NO reads before the attempts settled"
+    );
+    let message: String = conn
+        .query_row(
+            "SELECT error_message FROM events WHERE kind = 'AttemptAnswered' ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        message, "Internal error (injected, not applied).",
+        "the server's message, journaled as given"
+    );
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(!t.encrypted);
+    assert_eq!((t.open_calls, t.blind_open_calls), (3, 0), "{t:?}");
+}
+
+/// Twelve instances on one endpoint at 4 requests/s per action. Each action has
+/// its own quota (so together they exceed one action's rate in some second,
+/// while no action ever does), and within the DescribeDBInstanceInfo quota the
+/// verification of an instance already sent goes before the preflight of a new
+/// one: the first instance is verified encrypted before the last preflight read.
+/// (Three seconds of preflight reads: even if the first verifications miss the
+/// second second's slots, they take the third's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_action_has_its_own_quota_and_started_instances_are_verified_first() {
+    let world = World::generate(&Generate {
+        count: 12,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 21,
+        ..Generate::default()
+    });
+    let specs = specs_of(&world);
+    let n = specs.len();
+    let rate = 4;
+    let emu = EmulatorThread::start(fast_config(rate), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let config = run_config(&emu.url, rate);
+    let stop = tokio::time::timeout(
+        Duration::from_secs(60),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let truth = emu.truth();
+    assert!(truth.instances.values().all(|i| i.encrypted));
+    for a in [
+        OPEN_DB_INSTANCE_ENCRYPTION,
+        DESCRIBE_DB_INSTANCE_INFO,
+        DESCRIBE_DB_FEATURES,
+    ] {
+        let seen = truth.action(a);
+        assert!(seen.max_in_1s_window <= rate as usize, "{a}: {seen:?}");
+        assert_eq!(seen.throttled, 0, "{a}: {seen:?}");
+    }
+    let conn = schema::open_reader(&path).unwrap();
+    let sends = read::sends_since(&conn, 0).unwrap();
+    let all = fleetcrypt::model::max_in_window(sends.iter().map(|(_, _, t)| *t as u64), 1000);
+    assert!(
+        all > rate as usize,
+        "all actions together never exceeded one action's rate ({all} in a second): they share one quota"
+    );
+    let (last_preflight, first_verified, preflights): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT MAX(id) FROM events WHERE kind = 'ReadNotEncrypted' AND from_state = 'pending'), \
+                    (SELECT MIN(id) FROM events WHERE kind = 'VerifiedEncrypted'), \
+                    (SELECT COUNT(*) FROM events WHERE kind = 'ReadNotEncrypted' AND from_state = 'pending')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(preflights, n as i64);
+    assert!(
+        first_verified < last_preflight,
+        "no instance was verified before every preflight read had gone out: verification reads waited behind new instances"
+    );
+}
+
+/// Admits every request at once (the step tests drive one step at a time).
+struct OpenGate;
+
+impl fleetcrypt::api::Gate for OpenGate {
+    fn admit(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Runs `steps` for `a` one after another, requiring each to lead to the next
+/// and the last one to a `Send`.
+async fn drive(
+    ctx: &Arc<runner::steps::Ctx>,
+    mut a: runner::steps::Active,
+    steps: &[runner::steps::Step],
+) -> runner::steps::Active {
+    use runner::steps::{execute, Next, Step};
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    for (k, step) in steps.iter().enumerate() {
+        let r = execute(ctx.clone(), a, *step, gate.clone()).await;
+        let next = steps.get(k + 1).copied().unwrap_or(Step::Send);
+        assert!(
+            matches!(r.next, Next::After(s, _) if s == next),
+            "{step:?} led to {:?}, not {next:?}",
+            r.next
+        );
+        a = r.active;
+    }
+    a
+}
+
+/// Step by step: an accepted Open journals when it settles (send time + the
+/// settle window, for the audit); a second Open answered RequestLimitExceeded
+/// (the server's quota of 1/s) is a definite, throttled answer, journaled as
+/// rejected with its wait, and the pre-send read is scheduled after a jittered
+/// backoff drawn from the retry envelope, not at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
+    use fleetcrypt::api::Endpoint;
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let mut world = World::default();
+    for id in ["cdb-step0001", "cdb-step0002"] {
+        world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    }
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.rate_limits
+        .insert(OPEN_DB_INSTANCE_ENCRYPTION.to_string(), 1);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.retry_backoff = runner::Backoff::new(Duration::from_secs(10), Duration::from_secs(10));
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        client: client(config.timeout),
+        config: config.clone(),
+        run_id: None,
+    });
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let ep = Endpoint::parse(&emu.url).unwrap();
+    let mut staged = Vec::new();
+    for row in &rows {
+        let a = Active::from_row(row, ep.clone(), None);
+        staged.push(
+            drive(
+                &ctx,
+                a,
+                &[Step::PreflightRead, Step::Features, Step::WriteAhead],
+            )
+            .await,
+        );
+    }
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    let second = staged.pop().unwrap();
+    let first = staged.pop().unwrap();
+    let r1 = execute(ctx.clone(), first, Step::Send, gate.clone()).await;
+    assert!(
+        matches!(r1.next, Next::After(Step::VerifyRead, _)),
+        "{:?}",
+        r1.next
+    );
+    assert!(r1.definite_answer && !r1.throttled && r1.http);
+    let r2 = execute(ctx.clone(), second, Step::Send, gate.clone()).await;
+    assert!(
+        r2.throttled,
+        "RequestLimitExceeded must slow the limiter down"
+    );
+    assert!(
+        r2.definite_answer,
+        "RequestLimitExceeded is an answer from the server"
+    );
+    assert_eq!(r2.stop, None);
+    let delay = match r2.next {
+        Next::After(Step::PreSendRead, d) => d,
+        other => panic!("a throttled Open led to {other:?}"),
+    };
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(10),
+        "the re-read after a throttled Open waits a full-jitter draw from [0, 10 s], got {delay:?}"
+    );
+    drop(ctx);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let row = |id: &str| -> (String, Option<String>, i64, i64, Option<i64>) {
+        conn.query_row(
+            "SELECT state, last_outcome, last_sent_at_ms, settles_at_ms, next_attempt_at_ms FROM instances WHERE instance_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap()
+    };
+    let (state, outcome, sent, settles, next) = row(rows[0].instance_id.as_str());
+    assert_eq!(
+        (state.as_str(), outcome.as_deref(), next),
+        ("verifying", Some("accepted"), None)
+    );
+    assert_eq!(
+        settles - sent,
+        config.settle.as_millis() as i64,
+        "an accepted attempt settles one settle window after it was sent"
+    );
+    let (state, outcome, _, answered, next) = row(rows[1].instance_id.as_str());
+    assert_eq!(
+        (state.as_str(), outcome.as_deref()),
+        ("retry_wait", Some("rejected"))
+    );
+    assert_eq!(
+        next.unwrap() - answered,
+        delay.as_millis() as i64,
+        "the journaled next attempt is the answer time plus the backoff"
+    );
+    assert_eq!(
+        emu.truth().total_open_calls(),
+        1,
+        "the throttled Open applied nothing"
+    );
+}
+
+/// A read that could not even be sent (nothing listens on the port) is not an
+/// answer: it does not count as the server having answered, it says why it
+/// was not sent, and the read is tried again after a backoff that grows with
+/// each failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_could_not_be_sent_is_not_an_answer() {
+    use fleetcrypt::api::Endpoint;
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("j.db")).unwrap();
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(
+        "cdb-nowhere1",
+        "ap-guangzhou",
+    ));
+    journal.import(specs_of(&world)).await.unwrap();
+    let url = format!("http://{closed}");
+    let mut config = run_config(&url, 20);
+    config.retry_backoff = runner::Backoff::new(Duration::from_millis(10), Duration::from_secs(10));
+    let backoff = config.retry_backoff;
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        client: client(config.timeout),
+        config,
+        run_id: None,
+    });
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let mut a = Active::from_row(&rows[0], Endpoint::parse(&url).unwrap(), None);
+    // Each failed read is retried after a full-jitter draw from the envelope for
+    // its failure number: the n-th failure (0-based) waits at most 10 ms * 2^n.
+    for n in 0..10u32 {
+        let r = execute(ctx.clone(), a, Step::PreflightRead, Arc::new(OpenGate)).await;
+        assert!(r.not_sent.is_some(), "{r:?}");
+        assert!(
+            !r.definite_answer,
+            "an unsent read is no answer from the server"
+        );
+        let wait = match r.next {
+            Next::After(Step::PreflightRead, d) => d,
+            other => panic!("an unsent read led to {other:?}"),
+        };
+        assert!(
+            wait <= backoff.envelope(n),
+            "failure {n}: waited {wait:?}, over the envelope {:?}",
+            backoff.envelope(n)
+        );
+        assert_eq!(r.active.state, State::Pending);
+        a = r.active;
+    }
+}
+
+/// After the accepted Open, `Encryption` reads `""` (neither YES nor NO) for
+/// longer than the verify deadline. It is polled with a growing backoff, never
+/// taken for a NO and nothing is re-sent; past the deadline the instance fails
+/// as VerificationUnreadable with the raw value, for an operator to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_unreadable_past_the_verify_deadline_fail_the_instance_without_a_resend() {
+    let id = "cdb-blank001";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.blank_after_apply = Duration::from_secs(30);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.verify_deadline = Duration::from_secs(3);
+    config.poll_backoff = runner::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts, code, message): (String, i64, String, String) = conn
+        .query_row(
+            "SELECT state, attempts, last_error_code, last_error_message FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, code.as_str()),
+        ("failed", 1, "VerificationUnreadable")
+    );
+    assert!(
+        message.starts_with(
+            "DescribeDBInstanceInfo kept answering Encryption=\"\" (neither YES nor NO)"
+        ),
+        "{message}"
+    );
+    let events = events_of(&conn, id);
+    assert_eq!(
+        events.last().map(|e| e.0.as_str()),
+        Some("GaveUp"),
+        "{events:#?}"
+    );
+    let unreadable = events
+        .iter()
+        .filter(|e| e.2.as_deref() == Some("EncryptionUnreadable"))
+        .count();
+    // Polls back off from 200 ms towards 5 s: about five in 3 s, never one
+    // every 200 ms (fifteen), and more than one before giving up.
+    assert!(
+        (2..=8).contains(&unreadable),
+        "{unreadable} unreadable reads in the 3 s deadline: {events:#?}"
+    );
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(t.encrypted, "the Open was applied: {t:?}");
+    assert_eq!(
+        t.open_calls, 1,
+        "nothing was re-sent on an unreadable value"
+    );
+}
+
+/// Every Open answers InternalError.KmsError and every settled read says NO:
+/// the instance is retried `kms_error_retries` (2) times, then failed with the
+/// KMS error and a hint, after three Opens, each one after a settled NO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kms_error_is_retried_kms_error_retries_times_then_failed() {
+    let id = "cdb-kms00001";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.faults.kms_error = 1.0;
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    assert_eq!(config.kms_error_retries, 2);
+    // Covers the emulator's Open latency (at most 400 ms; a KmsError applies nothing).
+    config.settle = Duration::from_millis(600);
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts, kms_errors, code, message): (String, i64, i64, String, String) = conn
+        .query_row(
+            "SELECT state, attempts, kms_errors, last_error_code, last_error_message FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, kms_errors, code.as_str()),
+        ("failed", 3, 3, "InternalError.KmsError")
+    );
+    assert!(
+        message.starts_with("OpenDBInstanceEncryption answered InternalError.KmsError 3 times and a settled read confirmed Encryption=NO each time: check that the KMS key"),
+        "{message}"
+    );
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(!t.encrypted);
+    assert_eq!((t.open_calls, t.blind_open_calls), (3, 0), "{t:?}");
+}
+
+/// Step by step: an Open answered with an error that may have been applied is
+/// verified first early (its NO does not count, the next read waits for the
+/// settle window), then once settled; that settled NO schedules the retry after
+/// a jittered backoff, and the journal's next attempt time is that far ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_no_after_an_ambiguous_open_schedules_the_retry_after_a_backoff() {
+    use fleetcrypt::api::Endpoint;
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let id = "cdb-step0003";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.faults.internal = 1.0;
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.settle = Duration::from_millis(600);
+    config.retry_backoff = runner::Backoff::new(Duration::from_secs(10), Duration::from_secs(10));
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        client: client(config.timeout),
+        config: config.clone(),
+        run_id: None,
+    });
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let a = Active::from_row(&rows[0], Endpoint::parse(&emu.url).unwrap(), None);
+    let a = drive(
+        &ctx,
+        a,
+        &[Step::PreflightRead, Step::Features, Step::WriteAhead],
+    )
+    .await;
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    let sent = execute(ctx.clone(), a, Step::Send, gate.clone()).await;
+    assert!(
+        matches!(sent.next, Next::After(Step::VerifyRead, d) if d <= config.ambiguous_first_read),
+        "{:?}",
+        sent.next
+    );
+    let early = execute(ctx.clone(), sent.active, Step::VerifyRead, gate.clone()).await;
+    let wait = match early.next {
+        Next::After(Step::VerifyRead, d) => d,
+        other => panic!("an unsettled NO led to {other:?}"),
+    };
+    assert!(
+        wait > Duration::ZERO && wait <= config.settle + Duration::from_millis(5),
+        "the next read waits for the settle window: {wait:?}"
+    );
+    tokio::time::sleep(wait).await;
+    let settled = execute(ctx.clone(), early.active, Step::VerifyRead, gate.clone()).await;
+    let delay = match settled.next {
+        Next::After(Step::WriteAhead, d) => d,
+        other => panic!("a settled NO led to {other:?}"),
+    };
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(10),
+        "the retry waits a full-jitter draw from [0, 10 s], got {delay:?}"
+    );
+    assert!(settled.active.cleared);
+    drop(ctx);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, next): (String, i64) = conn
+        .query_row("SELECT state, next_attempt_at_ms FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(state, "retry_wait");
+    let scheduled_at: i64 = conn
+        .query_row(
+            "SELECT at_ms FROM events WHERE kind = 'RetryScheduled'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let ahead = next - scheduled_at;
+    let delay_ms = delay.as_millis() as i64;
+    assert!(
+        (delay_ms - 100..=delay_ms).contains(&ahead),
+        "the next attempt is journaled {ahead} ms after the retry was scheduled, the backoff is {delay_ms} ms"
+    );
+}
+
+/// The Open is accepted but the change takes 1.5 s to show, longer than the
+/// 600 ms settle window. A NO read before the attempt settled is not a settled
+/// NO, and an accepted attempt is polled until the verify deadline rather than
+/// re-sent once it settles: one Open, and the instance ends encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_resent() {
+    let id = "cdb-slowacc1";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.propagation = Duration::from_millis(1500);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    // Covers the emulator's Open latency (at most 400 ms), not the propagation.
+    config.settle = Duration::from_millis(600);
+    let stop = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts, sent): (String, i64, i64) = conn
+        .query_row(
+            "SELECT state, attempts, last_sent_at_ms FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("encrypted", 1));
+    let events = events_of(&conn, id);
+    let accepted = events
+        .iter()
+        .position(|e| e.0 == "AttemptAnswered")
+        .unwrap();
+    let reads: Vec<&EventLine> = events[accepted..]
+        .iter()
+        .filter(|e| e.0 == "ReadNotEncrypted")
+        .collect();
+    assert!(
+        reads.iter().any(|e| e.1.is_none()),
+        "the scenario reads NO before the attempt settled: {events:#?}"
+    );
+    let settle_ms = config.settle.as_millis() as i64;
+    for e in &reads {
+        if e.1.as_deref() == Some("settled") {
+            assert!(
+                e.4.unwrap() >= sent + settle_ms,
+                "a NO read {} ms after the Open was sent counted as settled: {events:#?}",
+                e.4.unwrap() - sent
+            );
+        }
+    }
+    let truth = emu.truth();
+    let t = &truth.instances[id];
+    assert!(t.encrypted);
+    assert_eq!(
+        (t.open_calls, t.open_calls_when_encrypted),
+        (1, 0),
+        "an accepted Open was re-sent: {t:?}"
+    );
+}
+
+/// Step by step, with `max_attempts` 1: the only attempt is answered
+/// RequestLimitExceeded. It applied nothing, and there is no attempt left, so
+/// the instance fails at once (refused), naming the code and the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_last_attempt_fails_the_instance_at_once() {
+    use fleetcrypt::api::Endpoint;
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let mut world = World::default();
+    for id in ["cdb-last0001", "cdb-last0002"] {
+        world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    }
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.rate_limits
+        .insert(OPEN_DB_INSTANCE_ENCRYPTION.to_string(), 1);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.max_attempts = 1;
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        client: client(config.timeout),
+        config,
+        run_id: None,
+    });
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let ep = Endpoint::parse(&emu.url).unwrap();
+    let mut staged = Vec::new();
+    for row in &rows {
+        let a = Active::from_row(row, ep.clone(), None);
+        staged.push(
+            drive(
+                &ctx,
+                a,
+                &[Step::PreflightRead, Step::Features, Step::WriteAhead],
+            )
+            .await,
+        );
+    }
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    let second = staged.pop().unwrap();
+    let first = staged.pop().unwrap();
+    let r1 = execute(ctx.clone(), first, Step::Send, gate.clone()).await;
+    assert!(
+        matches!(r1.next, Next::After(Step::VerifyRead, _)),
+        "{:?}",
+        r1.next
+    );
+    let r2 = execute(ctx.clone(), second, Step::Send, gate.clone()).await;
+    assert!(r2.throttled);
+    assert!(matches!(r2.next, Next::Done), "{:?}", r2.next);
+    assert_eq!(r2.active.state, State::Failed);
+    assert_eq!(r2.stop, None);
+    drop(ctx);
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, outcome, code, message): (String, String, String, String) = conn
+        .query_row(
+            "SELECT state, last_outcome, last_error_code, last_error_message FROM instances WHERE instance_id = ?1",
+            [&rows[1].instance_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), outcome.as_str(), code.as_str()),
+        ("failed", "refused", "RequestLimitExceeded")
+    );
+    assert!(message.ends_with("; gave up after 1 attempts"), "{message}");
+}
