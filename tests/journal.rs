@@ -1125,3 +1125,69 @@ async fn each_fact_is_an_event_naming_its_run_move_attempt_and_call() {
     assert_eq!(events[2].detail.as_deref(), Some("{}"));
     assert_eq!(events[3].detail.as_deref(), Some("accepted"));
 }
+
+/// After a crash, an attempt that may have left (`requesting`) is recovered
+/// into `verifying` with a fresh settle time and an ambiguous outcome; nothing
+/// else may be recovered, and a recovered attempt is not cleared to re-send.
+#[tokio::test]
+async fn a_recovered_attempt_is_verified_as_ambiguous_and_never_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    j.import(vec![spec("cdb-recv0001"), spec("cdb-recv0002")])
+        .await
+        .unwrap();
+    // Not in flight: nothing to recover.
+    let e = j
+        .apply(change(
+            "cdb-recv0002",
+            Fact::AttemptRecovered { settles_at_ms: 99 },
+            5,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JournalError::Illegal { .. }), "{e}");
+    let no = Fact::EncryptionRead {
+        encrypted: false,
+        settled: true,
+    };
+    j.apply(change("cdb-recv0001", no, 10)).await.unwrap();
+    j.apply(change("cdb-recv0001", written(), 11))
+        .await
+        .unwrap();
+    // The crash: no answer was journaled. The restart recovers it.
+    let row = j
+        .apply(change(
+            "cdb-recv0001",
+            Fact::AttemptRecovered {
+                settles_at_ms: 70_000,
+            },
+            20,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(row.state, State::Verifying);
+    assert_eq!(row.settles_at_ms, Some(70_000));
+    assert_eq!(row.last_outcome, Some(Disposition::Ambiguous));
+    assert_eq!(row.attempts, 1);
+    assert!(!row.cleared_to_send);
+    let e = j
+        .apply(change("cdb-recv0001", written(), 21))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            JournalError::Illegal { .. } | JournalError::NotCleared { .. }
+        ),
+        "{e}"
+    );
+    drop(j);
+    let events = all_events(&dir.path().join("j.db"));
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "AttemptRecovered");
+    assert_eq!(
+        (last.from_state.as_deref(), last.to_state.as_deref()),
+        (Some("requesting"), Some("verifying"))
+    );
+    assert_eq!(last.detail.as_deref(), Some("verify after 70000"));
+}

@@ -72,7 +72,6 @@ pub enum Fact {
     AttemptRecovered {
         settles_at_ms: i64,
     },
-    ResetForRetry,
     /// An API call that moves nothing (features, key, failed reads).
     Called,
 }
@@ -99,7 +98,6 @@ impl Fact {
             Fact::RetryScheduled { .. } => EventKind::RetryScheduled.as_str(),
             Fact::GaveUp { .. } => EventKind::GaveUp.as_str(),
             Fact::AttemptRecovered { .. } => EventKind::AttemptRecovered.as_str(),
-            Fact::ResetForRetry => EventKind::ResetForRetry.as_str(),
             Fact::Called => EventKind::ApiCalled.as_str(),
         }
     }
@@ -115,7 +113,6 @@ impl Fact {
             Fact::RetryScheduled { .. } => Move::RetryScheduled,
             Fact::GaveUp { .. } => Move::GaveUp,
             Fact::AttemptRecovered { .. } => Move::AttemptRecovered,
-            Fact::ResetForRetry => Move::ResetForRetry,
             Fact::Called => return None,
         })
     }

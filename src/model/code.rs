@@ -114,6 +114,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_http_status_code_is_named_like_the_sdks() {
+        assert_eq!(Code::http_status(502), "ServerNetworkError.Http502");
+        assert_eq!(Code::http_status(429), "ServerNetworkError.Http429");
+    }
+
+    #[test]
     fn hints_match_a_code_and_its_sub_codes_only() {
         assert!(hint("InternalError.KmsError")
             .unwrap()

@@ -30,7 +30,6 @@ fn event_kind(fact: &Fact, to: State) -> EventKind {
         Fact::RetryScheduled { .. } => EventKind::RetryScheduled,
         Fact::GaveUp { .. } => EventKind::GaveUp,
         Fact::AttemptRecovered { .. } => EventKind::AttemptRecovered,
-        Fact::ResetForRetry => EventKind::ResetForRetry,
         Fact::Called => EventKind::ApiCalled,
     }
 }
@@ -120,7 +119,6 @@ pub(super) fn apply(
             ev.detail = Some(format!("verify after {settles_at_ms}"));
             update.recovered(*settles_at_ms)?
         }
-        Fact::ResetForRetry => update.reset()?,
     };
     if changed != 1 {
         return Err(JournalError::Conflict {
@@ -283,13 +281,5 @@ impl Update<'_> {
                 self.to,
                 Disposition::Ambiguous
             ])
-    }
-
-    fn reset(&self) -> rusqlite::Result<usize> {
-        self.conn
-            .prepare_cached(
-                "UPDATE instances SET state = ?4, budget_base = attempts, kms_errors = 0, cleared_to_send = 0, next_attempt_at_ms = NULL, updated_at_ms = ?2 WHERE instance_id = ?1 AND state = ?3",
-            )?
-            .execute(params![self.id, self.at, self.from, self.to])
     }
 }

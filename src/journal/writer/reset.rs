@@ -5,6 +5,7 @@ use rusqlite::{params, Connection};
 
 use super::events::{append_event, ChainState};
 use crate::journal::chain::EventRow;
+use crate::journal::state::{transition, Move};
 use crate::journal::JournalError;
 use crate::model::{EventKind, State};
 
@@ -31,9 +32,12 @@ pub(super) fn reset_failed(
         rows
     };
     for (id, attempts, last_code) in &ids {
+        // The one way out of `failed` (SPEC §2), as the state machine has it.
+        let to = transition(State::Failed, Move::ResetForRetry, *attempts)
+            .expect("failed -> pending is a transition");
         let n = conn.execute(
             "UPDATE instances SET state = ?3, budget_base = attempts, kms_errors = 0, cleared_to_send = 0, next_attempt_at_ms = NULL, last_error_code = NULL, last_error_message = NULL, updated_at_ms = ?2 WHERE instance_id = ?1 AND state = ?4",
-            params![id, r.at_ms, State::Pending, State::Failed],
+            params![id, r.at_ms, to, State::Failed],
         )?;
         if n == 1 {
             append_event(
@@ -45,7 +49,7 @@ pub(super) fn reset_failed(
                     instance_id: Some(id.clone()),
                     kind: EventKind::ResetForRetry.as_str().into(),
                     from_state: Some(State::Failed.as_str().into()),
-                    to_state: Some(State::Pending.as_str().into()),
+                    to_state: Some(to.as_str().into()),
                     attempt: Some(*attempts as i64),
                     error_code: last_code.clone(),
                     ..EventRow::default()
