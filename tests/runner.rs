@@ -1035,8 +1035,8 @@ async fn an_instance_is_given_up_after_max_attempts_each_verified_no() {
 }
 
 /// Twelve instances on one endpoint at 4 requests/s per action. Each action has
-/// its own quota (so together they exceed one action's rate in some second,
-/// while no action ever does), and within the DescribeDBInstanceInfo quota the
+/// its own quota (so together they send at least twice one action's rate in
+/// some second, while no action ever exceeds it), and within the DescribeDBInstanceInfo quota the
 /// verification of an instance already sent goes before the preflight of a new
 /// one: the first instance is verified encrypted before the last preflight read.
 /// (Three seconds of preflight reads: even if the first verifications miss the
@@ -1079,21 +1079,19 @@ async fn each_action_has_its_own_quota_and_started_instances_are_verified_first(
 
     let truth = emu.truth();
     assert!(truth.instances.values().all(|i| i.encrypted));
-    for a in [
-        OPEN_DB_INSTANCE_ENCRYPTION,
-        DESCRIBE_DB_INSTANCE_INFO,
-        DESCRIBE_DB_FEATURES,
-    ] {
-        let seen = truth.action(a);
-        assert!(seen.max_in_1s_window <= rate as usize, "{a}: {seen:?}");
-        assert_eq!(seen.throttled, 0, "{a}: {seen:?}");
-    }
+    // By the client's own send times (the server-side window is checked by the
+    // other runner tests; under heavy CPU load it can show one request more).
     let conn = schema::open_reader(&path).unwrap();
+    for (a, n) in read::max_requests_in_1s_window(&conn).unwrap() {
+        assert!(n <= rate as u64, "{a}: {n} sent in one second");
+    }
     let sends = read::sends_since(&conn, 0).unwrap();
     let all = fleetcrypt::window::max_in_window(sends.iter().map(|(_, _, t)| *t as u64), 1000);
+    // Preflight reads, features and Opens of the first instances alone make 12
+    // in the first second; one shared quota would allow 4.
     assert!(
-        all > rate as usize,
-        "all actions together never exceeded one action's rate ({all} in a second): they share one quota"
+        all >= 2 * rate as usize,
+        "all actions together sent only {all} requests in any second: they share one quota"
     );
     let (last_preflight, first_verified, preflights): (i64, i64, i64) = conn
         .query_row(
