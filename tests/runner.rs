@@ -1026,8 +1026,8 @@ async fn an_instance_is_given_up_after_max_attempts_each_verified_no() {
 }
 
 /// Twelve instances on one endpoint at 4 requests/s per action. Each action has
-/// its own quota (so together they exceed one action's rate in some second,
-/// while no action ever does), and within the DescribeDBInstanceInfo quota the
+/// its own quota (so together they send at least twice one action's rate in
+/// some second, while no action ever exceeds it), and within the DescribeDBInstanceInfo quota the
 /// verification of an instance already sent goes before the preflight of a new
 /// one: the first instance is verified encrypted before the last preflight read.
 /// (Three seconds of preflight reads: even if the first verifications miss the
@@ -1070,21 +1070,19 @@ async fn each_action_has_its_own_quota_and_started_instances_are_verified_first(
 
     let truth = emu.truth();
     assert!(truth.instances.values().all(|i| i.encrypted));
-    for a in [
-        OPEN_DB_INSTANCE_ENCRYPTION,
-        DESCRIBE_DB_INSTANCE_INFO,
-        DESCRIBE_DB_FEATURES,
-    ] {
-        let seen = truth.action(a);
-        assert!(seen.max_in_1s_window <= rate as usize, "{a}: {seen:?}");
-        assert_eq!(seen.throttled, 0, "{a}: {seen:?}");
-    }
+    // By the client's own send times (the server-side window is checked by the
+    // other runner tests; under heavy CPU load it can show one request more).
     let conn = schema::open_reader(&path).unwrap();
+    for (a, n) in read::max_requests_in_1s_window(&conn).unwrap() {
+        assert!(n <= rate as u64, "{a}: {n} sent in one second");
+    }
     let sends = read::sends_since(&conn, 0).unwrap();
     let all = fleetcrypt::model::max_in_window(sends.iter().map(|(_, _, t)| *t as u64), 1000);
+    // Preflight reads, features and Opens of the first instances alone make 12
+    // in the first second; one shared quota would allow 4.
     assert!(
-        all > rate as usize,
-        "all actions together never exceeded one action's rate ({all} in a second): they share one quota"
+        all >= 2 * rate as usize,
+        "all actions together sent only {all} requests in any second: they share one quota"
     );
     let (last_preflight, first_verified, preflights): (i64, i64, i64) = conn
         .query_row(
@@ -1250,7 +1248,8 @@ async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
 /// A read that could not even be sent (nothing listens on the port) is not an
 /// answer: it does not count as the server having answered, it says why it
 /// was not sent, and the read is tried again after a backoff that grows with
-/// each failure.
+/// each failure, up to twice `max_attempts` retries (16): the 17th failure
+/// fails the instance in preflight with the read's own code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_that_could_not_be_sent_is_not_an_answer() {
     use fleetcrypt::api::Endpoint;
@@ -1284,7 +1283,8 @@ async fn a_read_that_could_not_be_sent_is_not_an_answer() {
     let mut a = Active::from_row(&rows[0], Endpoint::parse(&url).unwrap(), None);
     // Each failed read is retried after a full-jitter draw from the envelope for
     // its failure number: the n-th failure (0-based) waits at most 10 ms * 2^n.
-    for n in 0..10u32 {
+    assert_eq!(ctx.config.max_attempts, 8);
+    for n in 0..16u32 {
         let r = execute(ctx.clone(), a, Step::PreflightRead, Arc::new(OpenGate)).await;
         assert!(r.not_sent.is_some(), "{r:?}");
         assert!(
@@ -1293,7 +1293,7 @@ async fn a_read_that_could_not_be_sent_is_not_an_answer() {
         );
         let wait = match r.next {
             Next::After(Step::PreflightRead, d) => d,
-            other => panic!("an unsent read led to {other:?}"),
+            other => panic!("unsent read {} led to {other:?}", n + 1),
         };
         assert!(
             wait <= backoff.envelope(n),
@@ -1303,6 +1303,34 @@ async fn a_read_that_could_not_be_sent_is_not_an_answer() {
         assert_eq!(r.active.state, State::Pending);
         a = r.active;
     }
+    let r = execute(ctx.clone(), a, Step::PreflightRead, Arc::new(OpenGate)).await;
+    assert!(matches!(r.next, Next::Done), "{:?}", r.next);
+    assert_eq!(r.active.state, State::Failed);
+    drop(ctx);
+    drop(journal);
+    let conn = schema::open_reader(&dir.path().join("j.db")).unwrap();
+    let (code, message): (String, String) = conn
+        .query_row(
+            "SELECT last_error_code, last_error_message FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(code, "ClientNetworkError.NotSent");
+    assert!(
+        message.starts_with(
+            "DescribeDBInstanceInfo kept failing (17 times), last ClientNetworkError.NotSent: "
+        ),
+        "{message}"
+    );
+    let kind: String = conn
+        .query_row(
+            "SELECT kind FROM events ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kind, "PreflightFailed");
 }
 
 /// After the accepted Open, `Encryption` reads `""` (neither YES nor NO) for
@@ -1535,10 +1563,11 @@ async fn a_settled_no_after_an_ambiguous_open_schedules_the_retry_after_a_backof
     );
 }
 
-/// The Open is accepted but the change takes 1.5 s to show, longer than the
+/// The Open is accepted but the change takes 2.5 s to show, longer than the
 /// 600 ms settle window. A NO read before the attempt settled is not a settled
-/// NO, and an accepted attempt is polled until the verify deadline rather than
-/// re-sent once it settles: one Open, and the instance ends encrypted.
+/// NO, and an accepted attempt is polled, with a growing backoff, until the
+/// verify deadline rather than re-sent once it settles: one Open, and the
+/// instance ends encrypted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_resent() {
     let id = "cdb-slowacc1";
@@ -1546,7 +1575,7 @@ async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_rese
     world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
     let specs = specs_of(&world);
     let mut cfg = fast_config(20);
-    cfg.propagation = Duration::from_millis(1500);
+    cfg.propagation = Duration::from_millis(2500);
     let emu = EmulatorThread::start(cfg, world);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
@@ -1555,6 +1584,7 @@ async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_rese
     let mut config = run_config(&emu.url, 20);
     // Covers the emulator's Open latency (at most 400 ms), not the propagation.
     config.settle = Duration::from_millis(600);
+    config.poll_backoff = runner::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let stop = tokio::time::timeout(
         Duration::from_secs(30),
         runner::run(
@@ -1593,6 +1623,13 @@ async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_rese
     assert!(
         reads.iter().any(|e| e.1.is_none()),
         "the scenario reads NO before the attempt settled: {events:#?}"
+    );
+    // Polls back off from 200 ms towards 5 s: about five in 2.5 s, not one
+    // every 200 ms (twelve).
+    assert!(
+        reads.len() <= 8,
+        "{} NO reads while the change propagated: {events:#?}",
+        reads.len()
     );
     let settle_ms = config.settle.as_millis() as i64;
     for e in &reads {
@@ -1688,4 +1725,218 @@ async fn a_throttled_last_attempt_fails_the_instance_at_once() {
         ("failed", "refused", "RequestLimitExceeded")
     );
     assert!(message.ends_with("; gave up after 1 attempts"), "{message}");
+}
+
+/// Runs the runner on `journal` against `url` with `config`, bounded in time.
+async fn run_bounded(journal: &Journal, config: &RunConfig) -> Option<runner::StopReason> {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        runner::run(
+            journal,
+            &client(config.timeout),
+            config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        ),
+    )
+    .await
+    .expect("the run did not finish")
+    .unwrap()
+}
+
+/// An input row naming an instance the server does not know: the preflight read
+/// is answered InvalidParameter.InstanceNotFound, so the instance fails in
+/// preflight with that code (the others go on), and no Open is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_instance_fails_in_preflight_with_the_servers_code() {
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(
+        "cdb-known001",
+        "ap-guangzhou",
+    ));
+    let mut specs = specs_of(&world);
+    let mut missing = specs[0].clone();
+    missing.id = "cdb-ghost001".parse().unwrap();
+    specs.push(missing);
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let config = run_config(&emu.url, 20);
+    assert_eq!(run_bounded(&journal, &config).await, None);
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, code): (String, String) = conn
+        .query_row(
+            "SELECT state, last_error_code FROM instances WHERE instance_id = 'cdb-ghost001'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), code.as_str()),
+        ("failed", "InvalidParameter.InstanceNotFound")
+    );
+    let kinds: Vec<String> = events_of(&conn, "cdb-ghost001")
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(kinds, vec!["Imported", "PreflightFailed"]);
+    let truth = emu.truth();
+    assert!(truth.instances["cdb-known001"].encrypted);
+    assert_eq!(truth.total_open_calls(), 1);
+}
+
+/// The Open is answered UnsupportedOperation (the instance is not running).
+/// That may not be a refusal, so it is verified once settled; a settled NO then
+/// shows it did not take effect, and the code is not one a re-send could fix:
+/// the instance fails after that one Open, naming the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_answered_unsupported_fails_after_one_settled_no_without_a_resend() {
+    let id = "cdb-stopped1";
+    let mut world = World::default();
+    let mut inst = fleetcrypt::emulator::Instance::new(id, "ap-guangzhou");
+    inst.status = 0;
+    world.add_instance(inst);
+    let specs = specs_of(&world);
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.settle = Duration::from_millis(600);
+    config.max_attempts = 3;
+    assert_eq!(run_bounded(&journal, &config).await, None);
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts, code, message): (String, i64, String, String) = conn
+        .query_row(
+            "SELECT state, attempts, last_error_code, last_error_message FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, code.as_str()),
+        ("failed", 1, "UnsupportedOperation")
+    );
+    assert!(
+        message.ends_with("; a read after the attempt settled confirmed Encryption=NO"),
+        "{message}"
+    );
+    assert_eq!(emu.truth().instances[id].open_calls, 1);
+}
+
+/// A run stopped with an attempt answered ambiguously (journaled as
+/// `verifying`, outcome `ambiguous`). The next run treats it as not accepted:
+/// once a fresh settle window has passed, a settled NO leads to a re-send at
+/// once, not to polling for YES until a verify deadline as for an accepted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_ambiguous_attempt_is_retried_after_the_settle_window_not_the_verify_deadline() {
+    use fleetcrypt::journal::{CallRecord, Change, Fact};
+    use fleetcrypt::model::Disposition;
+    let id = "cdb-resume01";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let emu = EmulatorThread::start(fast_config(20), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let at = fleetcrypt::model::now_ms();
+    let change = |fact| Change {
+        instance_id: id.parse().unwrap(),
+        fact,
+        run_id: None,
+        call: Some(CallRecord::new(Action::DescribeDBInstanceInfo, "x", at)),
+        at_ms: at,
+    };
+    for fact in [
+        Fact::EncryptionRead {
+            encrypted: false,
+            settled: true,
+        },
+        Fact::AttemptWritten {
+            request: "{}".into(),
+        },
+        Fact::AttemptAnswered {
+            disposition: Disposition::Ambiguous,
+            settles_at_ms: at + 600,
+            next_attempt_at_ms: None,
+            kms_error: false,
+        },
+    ] {
+        journal.apply(change(fact)).await.unwrap();
+    }
+    let mut config = run_config(&emu.url, 20);
+    config.settle = Duration::from_millis(600);
+    config.verify_deadline = Duration::from_secs(8);
+    let started = fleetcrypt::model::now_ms();
+    assert_eq!(run_bounded(&journal, &config).await, None);
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, attempts): (String, i64) = conn
+        .query_row("SELECT state, attempts FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("encrypted", 2));
+    let resent_at = events_of(&conn, id)
+        .iter()
+        .filter(|e| e.0 == "AttemptWritten")
+        .nth(1)
+        .map(|e| e.3)
+        .unwrap();
+    assert!(
+        resent_at - started < 4000,
+        "re-sent {} ms after the restart: the ambiguous attempt was polled like an accepted one",
+        resent_at - started
+    );
+    assert_eq!(emu.truth().total_blind_open_calls(), 0);
+}
+
+/// With one attempt allowed: the Open is accepted but the change takes longer
+/// to show than the verify deadline. Polling stops at the deadline and the
+/// instance is given up as VerifyDeadlineExceeded (the operator checks the
+/// console), with no second Open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_open_still_no_at_the_verify_deadline_is_given_up_on_the_last_attempt() {
+    let id = "cdb-late0002";
+    let mut world = World::default();
+    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
+    let specs = specs_of(&world);
+    let mut cfg = fast_config(20);
+    cfg.propagation = Duration::from_secs(20);
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, 20);
+    config.settle = Duration::from_millis(600);
+    config.verify_deadline = Duration::from_secs(1);
+    config.max_attempts = 1;
+    assert_eq!(run_bounded(&journal, &config).await, None);
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let (state, code, message): (String, String, String) = conn
+        .query_row(
+            "SELECT state, last_error_code, last_error_message FROM instances",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), code.as_str()),
+        ("failed", "VerifyDeadlineExceeded")
+    );
+    assert!(
+        message.starts_with("the last attempt was accepted but Encryption still read NO after 1s"),
+        "{message}"
+    );
+    assert_eq!(emu.truth().instances[id].open_calls, 1);
 }
