@@ -813,16 +813,15 @@ async fn an_open_that_was_never_sent_is_resent_after_a_fresh_no_without_a_settle
     );
 }
 
-/// `retry-failed` put an instance back to pending after an attempt whose outcome
-/// was never settled (the process gave up on it). The next run must give that
-/// attempt a fresh full settle window: the preflight NO and the pre-send NO read
-/// before the window closes do not clear the instance, so nothing is sent and
-/// the pre-send read waits (no busy loop of reads and refused write-aheads);
-/// once the window has closed, a settled NO clears it and one Open is sent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unsettled_pre_send_no_waits_for_the_window_and_sends_nothing() {
-    use fleetcrypt::journal::{CallRecord, Change, Fact};
-    let id = "cdb-reset001";
+/// A journal holding one imported instance, and an emulator that knows it.
+async fn one_instance_journal(
+    id: &str,
+) -> (
+    EmulatorThread,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Journal,
+) {
     let mut world = World::default();
     world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
     let specs = specs_of(&world);
@@ -831,16 +830,39 @@ async fn an_unsettled_pre_send_no_waits_for_the_window_and_sends_nothing() {
     let path = dir.path().join("j.db");
     let journal = Journal::open(&path).unwrap();
     journal.import(specs).await.unwrap();
-    // The earlier run: a settled NO, an attempt (it never reached this emulator),
-    // an ambiguous answer, then it gave up; retry-failed puts it back to pending.
-    let at = fleetcrypt::model::now_ms();
-    let change = |fact| Change {
+    (emu, dir, path, journal)
+}
+
+/// A fact an earlier run journaled at `at` (its call never reached this emulator).
+fn earlier_fact(id: &str, at: i64, fact: fleetcrypt::journal::Fact) -> fleetcrypt::journal::Change {
+    fleetcrypt::journal::Change {
         instance_id: id.parse().unwrap(),
         fact,
         run_id: None,
-        call: Some(CallRecord::new(Action::DescribeDBInstanceInfo, "x", at)),
+        call: Some(fleetcrypt::journal::CallRecord::new(
+            Action::DescribeDBInstanceInfo,
+            "x",
+            at,
+        )),
         at_ms: at,
-    };
+    }
+}
+
+/// `retry-failed` put an instance back to pending after an attempt whose outcome
+/// was never settled (the process gave up on it). The next run must give that
+/// attempt a fresh full settle window: the preflight NO and the pre-send NO read
+/// before the window closes do not clear the instance, so nothing is sent and
+/// the pre-send read waits (no busy loop of reads and refused write-aheads);
+/// once the window has closed, a settled NO clears it and one Open is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsettled_pre_send_no_waits_for_the_window_and_sends_nothing() {
+    use fleetcrypt::journal::Fact;
+    let id = "cdb-reset001";
+    let (emu, _dir, path, journal) = one_instance_journal(id).await;
+    // The earlier run: a settled NO, an attempt (it never reached this emulator),
+    // an ambiguous answer, then it gave up; retry-failed puts it back to pending.
+    let at = fleetcrypt::model::now_ms();
+    let change = |fact| earlier_fact(id, at, fact);
     for fact in [
         Fact::EncryptionRead {
             encrypted: false,
@@ -1836,25 +1858,12 @@ async fn an_open_answered_unsupported_fails_after_one_settled_no_without_a_resen
 /// once, not to polling for YES until a verify deadline as for an accepted one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_ambiguous_attempt_is_retried_after_the_settle_window_not_the_verify_deadline() {
-    use fleetcrypt::journal::{CallRecord, Change, Fact};
+    use fleetcrypt::journal::Fact;
     use fleetcrypt::model::Disposition;
     let id = "cdb-resume01";
-    let mut world = World::default();
-    world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
-    let specs = specs_of(&world);
-    let emu = EmulatorThread::start(fast_config(20), world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = one_instance_journal(id).await;
     let at = fleetcrypt::model::now_ms();
-    let change = |fact| Change {
-        instance_id: id.parse().unwrap(),
-        fact,
-        run_id: None,
-        call: Some(CallRecord::new(Action::DescribeDBInstanceInfo, "x", at)),
-        at_ms: at,
-    };
+    let change = |fact| earlier_fact(id, at, fact);
     for fact in [
         Fact::EncryptionRead {
             encrypted: false,
