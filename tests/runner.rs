@@ -1129,6 +1129,7 @@ impl fleetcrypt::api::Gate for OpenGate {
     fn admit(&self) -> futures::future::BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    fn sent(&self, _at: std::time::Instant) {}
 }
 
 /// Runs `steps` for `a` one after another, requiring each to lead to the next

@@ -89,10 +89,12 @@ async fn raw_call(c: &Client, ep: &Endpoint) -> Called<fleetcrypt::api::Answer<V
     .await
 }
 
-/// A gate that waits `wait`, then records when it let the request go.
+/// A gate that waits `wait`, then records when it let the request go, and
+/// records the send times it is told.
 struct RecordingGate {
     wait: Duration,
     admitted: Mutex<Vec<Instant>>,
+    sent: Mutex<Vec<Instant>>,
 }
 
 impl RecordingGate {
@@ -100,10 +102,14 @@ impl RecordingGate {
         RecordingGate {
             wait,
             admitted: Mutex::new(Vec::new()),
+            sent: Mutex::new(Vec::new()),
         }
     }
     fn admitted(&self) -> Vec<Instant> {
         self.admitted.lock().unwrap().clone()
+    }
+    fn sent(&self) -> Vec<Instant> {
+        self.sent.lock().unwrap().clone()
     }
 }
 
@@ -115,6 +121,9 @@ impl Gate for RecordingGate {
             }
             self.admitted.lock().unwrap().push(Instant::now());
         })
+    }
+    fn sent(&self, at: Instant) {
+        self.sent.lock().unwrap().push(at);
     }
 }
 
@@ -256,13 +265,23 @@ async fn the_gate_admits_only_once_the_connection_is_ready() {
         called.push(r);
     }
     let admitted = gate.admitted();
+    let sent = gate.sent();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(admitted.len(), 12);
+    assert_eq!(sent.len(), 12, "one send report per admission");
     assert_eq!(seen.len(), 12);
     let slack = Duration::from_millis(50);
     let mut set_up = Vec::new();
-    for ((r, admit), conn) in called.iter().zip(&admitted).zip(&seen) {
+    for (((r, admit), conn), sent) in called.iter().zip(&admitted).zip(&seen).zip(&sent) {
         let first_byte = conn.first_byte.expect("the request reached the proxy");
+        // The gate is told when the bytes went out: after the admission, with the first byte.
+        assert!(sent >= admit, "reported sent before admitted");
+        assert!(
+            *sent <= first_byte + slack && first_byte <= *sent + slack,
+            "reported sent {:?} from the proxy's first byte",
+            sent.saturating_duration_since(first_byte)
+                .max(first_byte.saturating_duration_since(*sent))
+        );
         // The TCP connection existed before the gate was asked...
         assert!(
             *admit + slack >= conn.accepted,
@@ -311,6 +330,57 @@ async fn waiting_at_the_gate_is_not_part_of_the_request() {
     let wall_now = fleetcrypt::model::unix_ms(std::time::SystemTime::now());
     assert!(wall_now - r.sent_at_ms < 300, "sent_at_ms is the wire time");
     assert_eq!(emu.ground_truth().signature_failures, 0);
+}
+
+/// The gate hears of the send when the write goes through, not when the answer
+/// comes: a request still waiting for its answer must not keep holding a place
+/// in the window as "leaving now". And a request that never leaves is reported
+/// too, so no place is held for ever.
+#[tokio::test]
+async fn the_gate_is_told_of_the_send_at_the_write_not_at_the_answer() {
+    let mut world = World::default();
+    world.add_instance(Instance::new("cdb-abcd1234", "ap-guangzhou"));
+    let mut config = EmulatorConfig::default().instant();
+    config.credentials = vec![(ID.into(), fleetcrypt::api::Secret::new(KEY))];
+    config.rate_limits.clear();
+    config.latency.insert(
+        DESCRIBE_DB_INSTANCE_INFO.into(),
+        fleetcrypt::emulator::Latency::between(
+            Duration::from_millis(700),
+            Duration::from_millis(700),
+        ),
+    );
+    let emu = Emulator::start(config, world, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (ep, resolve) = pinned(emu.addr());
+    let c = client_with(ClientOptions {
+        resolve: resolve.clone(),
+        ..ClientOptions::default()
+    });
+    let gate = RecordingGate::new(Duration::ZERO);
+    let r = info(&c, &ep, Some(&gate)).await;
+    assert_eq!(r.result.as_deref(), Ok("NO"), "{:?}", r.result);
+    let (admitted, sent) = (gate.admitted(), gate.sent());
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].saturating_duration_since(admitted[0]) < Duration::from_millis(200),
+        "reported {:?} after admission: at the answer, not at the write",
+        sent[0] - admitted[0]
+    );
+
+    // No answer within the timeout: the send is still reported once, at the write.
+    let c = client_with(ClientOptions {
+        resolve,
+        timeout: Duration::from_millis(300),
+        ..ClientOptions::default()
+    });
+    let gate = RecordingGate::new(Duration::ZERO);
+    let r = info(&c, &ep, Some(&gate)).await;
+    assert!(matches!(r.result, Err(Failure::NoAnswer(_))), "{:?}", r.result);
+    let (admitted, sent) = (gate.admitted(), gate.sent());
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].saturating_duration_since(admitted[0]) < Duration::from_millis(200));
 }
 
 /// (b) Sequential calls share one keep-alive connection; concurrent calls each take

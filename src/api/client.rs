@@ -73,10 +73,44 @@ impl Default for ClientOptions {
     }
 }
 
-/// Admits a request onto the wire. The client calls it once a connection to the
-/// endpoint is open and ready, and writes the request as soon as it returns.
+/// Admits a request onto the wire. The client calls [`Gate::admit`] once a
+/// connection to the endpoint is open and ready, writes the request as soon as it
+/// returns, and then calls [`Gate::sent`] exactly once for that admission.
 pub trait Gate: Send + Sync {
     fn admit(&self) -> BoxFuture<'_, ()>;
+    /// The admitted request's first write returned at `at`: its bytes are with the
+    /// kernel. When it never left (or the call was dropped), `at` is the moment
+    /// that was known, which is later than any write could have been.
+    fn sent(&self, at: Instant);
+}
+
+/// One admission not yet reported to its gate; reports "now" if dropped unreported.
+struct Admission<'a> {
+    gate: &'a dyn Gate,
+    reported: bool,
+}
+
+impl<'a> Admission<'a> {
+    async fn take(gate: &'a dyn Gate) -> Admission<'a> {
+        gate.admit().await;
+        Admission {
+            gate,
+            reported: false,
+        }
+    }
+
+    fn report(mut self, at: Instant) {
+        self.reported = true;
+        self.gate.sent(at);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.gate.sent(Instant::now());
+        }
+    }
 }
 
 /// The outcome of one call, with the timing the journal and the limiter need.
@@ -364,9 +398,10 @@ impl Client {
             }
         };
 
-        if let Some(gate) = gate {
-            gate.admit().await;
-        }
+        let admission = match gate {
+            Some(gate) => Some(Admission::take(gate).await),
+            None => None,
+        };
 
         let wall = SystemTime::now();
         let timestamp = wall
@@ -399,9 +434,23 @@ impl Client {
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
 
+        // The gate learns when the write went through, not when the answer came:
+        // until then the request holds its place in the window as "leaving now".
+        let written = conn.written.clone();
+        let wrote = written.arm();
+        let report = async move {
+            if let Some(admission) = admission {
+                admission.report(wrote.await.unwrap_or_else(|_| Instant::now()));
+            }
+        };
         let sent_at = Instant::now();
         let sent_at_ms = now_ms();
-        let outcome = tokio::time::timeout(self.timeout, exchange(&mut conn, req)).await;
+        let exchange = async {
+            let outcome = tokio::time::timeout(self.timeout, exchange(&mut conn, req)).await;
+            written.disarm();
+            outcome
+        };
+        let (outcome, ()) = tokio::join!(exchange, report);
         let latency = sent_at.elapsed();
         let result = match outcome {
             Err(_) => Err(Failure::NoAnswer(format!(

@@ -8,6 +8,7 @@ pub(crate) mod credentials;
 mod endpoint;
 pub mod kms;
 pub mod sign;
+mod stamp;
 mod transport;
 
 pub use classify::{after_settled_no, classify, stops_run, CallKind, Failure, Outcome};

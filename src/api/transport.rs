@@ -36,6 +36,7 @@ use tokio_rustls::TlsConnector;
 use url::{Host, Url};
 
 use super::classify::Failure;
+use super::stamp::{Stamped, WriteSlot};
 
 /// Largest response body read; a bigger one is `Unreadable` and its connection dropped.
 pub const MAX_BODY: usize = 16 << 20;
@@ -129,6 +130,8 @@ pub struct Conn {
     task: AbortHandle,
     key: PoolKey,
     idle_since: Instant,
+    /// Reports the next write on this connection (see [`super::stamp`]).
+    pub written: Arc<WriteSlot>,
 }
 
 impl Drop for Conn {
@@ -273,6 +276,7 @@ impl Transport {
             let ms = rand::rng().random_range(0..=max.as_millis() as u64);
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
+        let written = Arc::new(WriteSlot::default());
         let (sender, task) = if target.key.tls {
             let name = match &target.host {
                 Host::Domain(d) => ServerName::try_from(d.to_ascii_lowercase())
@@ -285,15 +289,16 @@ impl Transport {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS handshake with {} failed: {e}", target.describe()))?;
-            handshake(TokioIo::new(tls)).await?
+            handshake(Stamped::new(TokioIo::new(tls), written.clone())).await?
         } else {
-            handshake(TokioIo::new(tcp)).await?
+            handshake(Stamped::new(TokioIo::new(tcp), written.clone())).await?
         };
         let mut conn = Conn {
             sender,
             task,
             key: target.key.clone(),
             idle_since: Instant::now(),
+            written,
         };
         conn.sender
             .ready()

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -83,6 +83,7 @@ impl Emulator {
         let app = Router::new()
             .route("/", post(handle))
             .route("/__emulator/state", get(state))
+            .layer(axum::middleware::from_fn(stamp_arrival))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -340,7 +341,23 @@ impl Drop for InProgress {
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+/// When a request arrived: taken as soon as its head is parsed, before its body
+/// is read, its signature checked or the shared lock taken, so a busy emulator
+/// does not shift its own measurement of the client's rate.
+#[derive(Debug, Clone, Copy)]
+struct Arrived(Instant);
+
+async fn stamp_arrival(mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    req.extensions_mut().insert(Arrived(Instant::now()));
+    next.run(req).await
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    Extension(Arrived(arrived)): Extension<Arrived>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let secret_id = match authenticate(&shared, &headers, &body) {
         Ok(id) => id,
         Err((code, resp)) => {
@@ -381,7 +398,7 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     };
 
     let now = Instant::now();
-    let micros = shared.micros(now);
+    let micros = shared.micros(arrived);
     // Rate limit, per (action, Host, SecretId), over a sliding second.
     let (latency, decided, renumber) = {
         let mut inner = shared.inner.lock().unwrap();
