@@ -1162,7 +1162,7 @@ async fn drive(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
     use fleetcrypt::api::Endpoint;
-    use runner::steps::{execute, Active, Ctx, Next, Step};
+    use runner::steps::{execute, Active, Ctx, Heard, Next, Step};
     let mut world = World::default();
     for id in ["cdb-step0001", "cdb-step0002"] {
         world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
@@ -1210,17 +1210,17 @@ async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
         "{:?}",
         r1.next
     );
-    assert!(r1.definite_answer && !r1.throttled && r1.http);
+    assert_eq!(r1.heard, Heard::Answer);
     let r2 = execute(ctx.clone(), second, Step::Send, gate.clone()).await;
-    assert!(
-        r2.throttled,
+    assert_eq!(
+        r2.heard,
+        Heard::Throttled,
         "RequestLimitExceeded must slow the limiter down"
     );
     assert!(
-        r2.definite_answer,
+        r2.heard.definite(),
         "RequestLimitExceeded is an answer from the server"
     );
-    assert_eq!(r2.stop, None);
     let delay = match r2.next {
         Next::After(Step::PreSendRead, d) => d,
         other => panic!("a throttled Open led to {other:?}"),
@@ -1276,7 +1276,7 @@ async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_that_could_not_be_sent_is_not_an_answer() {
     use fleetcrypt::api::Endpoint;
-    use runner::steps::{execute, Active, Ctx, Next, Step};
+    use runner::steps::{execute, Active, Ctx, Heard, Next, Step};
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -1309,9 +1309,9 @@ async fn a_read_that_could_not_be_sent_is_not_an_answer() {
     assert_eq!(ctx.config.max_attempts, 8);
     for n in 0..16u32 {
         let r = execute(ctx.clone(), a, Step::PreflightRead, Arc::new(OpenGate)).await;
-        assert!(r.not_sent.is_some(), "{r:?}");
+        assert!(matches!(r.heard, Heard::NotSent(_)), "{r:?}");
         assert!(
-            !r.definite_answer,
+            !r.heard.definite(),
             "an unsent read is no answer from the server"
         );
         let wait = match r.next {
@@ -1323,12 +1323,12 @@ async fn a_read_that_could_not_be_sent_is_not_an_answer() {
             "failure {n}: waited {wait:?}, over the envelope {:?}",
             backoff.envelope(n)
         );
-        assert_eq!(r.active.state, State::Pending);
+        assert_eq!(r.active.state(), State::Pending);
         a = r.active;
     }
     let r = execute(ctx.clone(), a, Step::PreflightRead, Arc::new(OpenGate)).await;
     assert!(matches!(r.next, Next::Done), "{:?}", r.next);
-    assert_eq!(r.active.state, State::Failed);
+    assert_eq!(r.active.state(), State::Failed);
     drop(ctx);
     drop(journal);
     let conn = schema::open_reader(&dir.path().join("j.db")).unwrap();
@@ -1560,7 +1560,7 @@ async fn a_settled_no_after_an_ambiguous_open_schedules_the_retry_after_a_backof
         delay > Duration::ZERO && delay <= Duration::from_secs(10),
         "the retry waits a full-jitter draw from [0, 10 s], got {delay:?}"
     );
-    assert!(settled.active.cleared);
+    assert!(settled.active.cleared());
     drop(ctx);
     drop(journal);
 
@@ -1680,7 +1680,7 @@ async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_rese
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_last_attempt_fails_the_instance_at_once() {
     use fleetcrypt::api::Endpoint;
-    use runner::steps::{execute, Active, Ctx, Next, Step};
+    use runner::steps::{execute, Active, Ctx, Heard, Next, Step};
     let mut world = World::default();
     for id in ["cdb-last0001", "cdb-last0002"] {
         world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
@@ -1729,10 +1729,9 @@ async fn a_throttled_last_attempt_fails_the_instance_at_once() {
         r1.next
     );
     let r2 = execute(ctx.clone(), second, Step::Send, gate.clone()).await;
-    assert!(r2.throttled);
+    assert_eq!(r2.heard, Heard::Throttled);
     assert!(matches!(r2.next, Next::Done), "{:?}", r2.next);
-    assert_eq!(r2.active.state, State::Failed);
-    assert_eq!(r2.stop, None);
+    assert_eq!(r2.active.state(), State::Failed);
     drop(ctx);
     drop(journal);
     let conn = schema::open_reader(&path).unwrap();

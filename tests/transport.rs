@@ -377,7 +377,11 @@ async fn the_gate_is_told_of_the_send_at_the_write_not_at_the_answer() {
     });
     let gate = RecordingGate::new(Duration::ZERO);
     let r = info(&c, &ep, Some(&gate)).await;
-    assert!(matches!(r.result, Err(Failure::NoAnswer(_))), "{:?}", r.result);
+    assert!(
+        matches!(r.result, Err(Failure::NoAnswer(_))),
+        "{:?}",
+        r.result
+    );
     let (admitted, sent) = (gate.admitted(), gate.sent());
     assert_eq!(sent.len(), 1);
     assert!(sent[0].saturating_duration_since(admitted[0]) < Duration::from_millis(200));

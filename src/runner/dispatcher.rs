@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::limiter::{Limiter, WireGate};
-use super::steps::{execute, Active, Ctx, Next, Step, StepResult, StopReason};
+use super::steps::{execute, Active, Ctx, Heard, Next, Step, StepResult, StopReason};
 use super::{Counters, RunError};
 use crate::api::Service;
 use crate::journal::{load_active, Change, Fact};
@@ -95,7 +95,7 @@ impl Dispatcher {
     }
 
     fn schedule(&mut self, a: Active, step: Step, at: Instant) {
-        let id = a.id.clone();
+        let id = a.id().clone();
         self.idle.insert(id.clone(), a);
         let seq = self.next_seq();
         self.timers.push(Reverse((at, seq, id, step)));
@@ -162,7 +162,7 @@ impl Dispatcher {
                     now + self.recovery_settle
                 });
             }
-            if a.accepted && row.state == State::Verifying {
+            if a.accepted() && row.state == State::Verifying {
                 a.verify_until = Some(now + cfg.verify_deadline.max(self.recovery_settle));
             }
             let step = match row.state {
@@ -176,19 +176,19 @@ impl Dispatcher {
                         .ctx
                         .journal
                         .apply(Change {
-                            instance_id: a.id.clone(),
+                            instance_id: a.id().clone(),
                             fact: Fact::AttemptRecovered { settles_at_ms },
                             run_id: self.ctx.run_id,
                             call: None,
                             at_ms: now_wall,
                         })
                         .await?;
-                    a.state = applied.state;
-                    a.accepted = false;
+                    // The recovered attempt counts as unclear (`last_outcome` ambiguous).
+                    a.row = applied;
                     (Step::VerifyRead, now)
                 }
                 State::Verifying => (Step::VerifyRead, now),
-                State::RetryWait if a.cleared => (Step::WriteAhead, at(row.next_attempt_at_ms)),
+                State::RetryWait if a.cleared() => (Step::WriteAhead, at(row.next_attempt_at_ms)),
                 State::RetryWait => (Step::PreSendRead, at(row.next_attempt_at_ms)),
                 _ => continue,
             };
@@ -219,14 +219,15 @@ impl Dispatcher {
 
     fn handle(&mut self, res: StepResult) {
         self.executing -= 1;
-        if res.http {
+        // As in `spawn`: every step but the write-ahead holds an in-flight slot.
+        if res.step != Step::WriteAhead {
             self.in_flight -= 1;
         }
-        if res.definite_answer {
+        if res.heard.definite() {
             self.canary_passed = true;
         }
-        match &res.not_sent {
-            Some(message) if !self.canary_passed => {
+        match &res.heard {
+            Heard::NotSent(message) if !self.canary_passed => {
                 // A wrong endpoint or a dead network would otherwise fail every instance
                 // slowly, one backoff at a time: stop after a few tries, nothing changed.
                 self.unsendable += 1;
@@ -239,16 +240,11 @@ impl Dispatcher {
             }
             _ => self.unsendable = 0,
         }
-        if res.throttled {
+        if res.heard == Heard::Throttled {
             self.counters.throttled.fetch_add(1, Ordering::Relaxed);
             let b = self.bucket(&res.active, res.step);
             if let Some(l) = self.limiters.get_mut(&b) {
                 l.throttled();
-            }
-        }
-        if let Some(stop) = res.stop.clone() {
-            if self.stop.is_none() || matches!(stop, StopReason::JournalFailed(_)) {
-                self.stop = Some(stop);
             }
         }
         if res.step == Step::WriteAhead && !matches!(res.next, Next::After(Step::Send, _)) {
@@ -261,12 +257,17 @@ impl Dispatcher {
         }
         let a = res.active;
         match res.next {
-            Next::Done => self.counters.finished(a.state),
+            Next::Done => self.counters.finished(a.state()),
             Next::After(step, delay) => {
                 let at = Instant::now() + delay;
                 self.schedule(a, step, at);
             }
-            Next::Parked | Next::JournalFailed => {}
+            Next::Stop(stop) => {
+                // The first reason stands, unless the journal failed: that one always wins.
+                if self.stop.is_none() || matches!(stop, StopReason::JournalFailed(_)) {
+                    self.stop = Some(stop);
+                }
+            }
         }
     }
 

@@ -353,11 +353,11 @@ mod tests {
         let ms = |n| t0 + Duration::from_millis(n);
         assert!(g.try_admit(t0).is_ok()); // request 0: admitted, not yet written
         assert!(g.try_admit(ms(10)).is_ok()); // request 1
-        // Both may leave at any moment: no place is free, whatever the time.
+                                              // Both may leave at any moment: no place is free, whatever the time.
         assert_eq!(g.try_admit(ms(20)), Err(Wait::ForASend));
         assert_eq!(g.try_admit(ms(5000)), Err(Wait::ForASend));
         g.report(ms(10)); // request 1 written at once
-        // Request 0 still counts as the newest send; request 1 is the cap-th newest.
+                          // Request 0 still counts as the newest send; request 1 is the cap-th newest.
         assert_eq!(g.try_admit(ms(20)), Err(Wait::Until(ms(1010))));
         g.report(ms(50)); // request 0 written, 50 ms after its admission
         assert_eq!(g.try_admit(ms(1000)), Err(Wait::Until(ms(1010))));
@@ -378,7 +378,10 @@ mod tests {
             Instant::now()
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiter.is_finished(), "admitted beside an unreported request");
+        assert!(
+            !waiter.is_finished(),
+            "admitted beside an unreported request"
+        );
         let sent = Instant::now();
         g.sent(sent);
         let admitted = tokio::time::timeout(Duration::from_secs(5), waiter)

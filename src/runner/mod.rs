@@ -5,8 +5,8 @@
 mod backoff;
 mod dispatcher;
 pub(crate) mod limiter;
-/// Public only for `tests/runner.rs`'s step-by-step tests (helper-written for
-/// the mutation run of issue 13); the step API becomes one typed result next.
+/// Public only for `tests/runner.rs`'s step-by-step tests (written for the
+/// mutation runs of issue 13): not part of the library's API.
 #[doc(hidden)]
 pub mod steps;
 
