@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http_body_util::Full;
 use hyper::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::{Method, Request, Uri};
@@ -22,8 +21,10 @@ use serde_json::Value;
 use super::classify::Failure;
 use super::credentials::Credentials;
 use super::endpoint::{Endpoint, Service};
+use super::envelope::parse_envelope;
+use super::gate::{Admission, Gate};
 use super::sign;
-use super::transport::{exchange, Target, Transport};
+use super::transport::{exchange, Conn, Target, Transport};
 use crate::model::now_ms;
 
 /// Sent as `X-TC-RequestClient` (must match `^[0-9a-zA-Z-_,;.]+$`).
@@ -69,46 +70,6 @@ impl Default for ClientOptions {
             resolve: Vec::new(),
             pool_max_idle_per_host: 512,
             connect_delay_max: None,
-        }
-    }
-}
-
-/// Admits a request onto the wire. The client calls [`Gate::admit`] once a
-/// connection to the endpoint is open and ready, writes the request as soon as it
-/// returns, and then calls [`Gate::sent`] exactly once for that admission.
-pub trait Gate: Send + Sync {
-    fn admit(&self) -> BoxFuture<'_, ()>;
-    /// The admitted request's first write returned at `at`: its bytes are with the
-    /// kernel. When it never left (or the call was dropped), `at` is the moment
-    /// that was known, which is later than any write could have been.
-    fn sent(&self, at: Instant);
-}
-
-/// One admission not yet reported to its gate; reports "now" if dropped unreported.
-struct Admission<'a> {
-    gate: &'a dyn Gate,
-    reported: bool,
-}
-
-impl<'a> Admission<'a> {
-    async fn take(gate: &'a dyn Gate) -> Admission<'a> {
-        gate.admit().await;
-        Admission {
-            gate,
-            reported: false,
-        }
-    }
-
-    fn report(mut self, at: Instant) {
-        self.reported = true;
-        self.gate.sent(at);
-    }
-}
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        if !self.reported {
-            self.gate.sent(Instant::now());
         }
     }
 }
@@ -373,21 +334,12 @@ impl Client {
         gate: Option<&dyn Gate>,
     ) -> Called<Answer<Value>> {
         // Everything that can fail without the network, before a connection or the gate.
-        let target = match Target::parse(&endpoint.url) {
-            Ok(t) => t,
+        let (target, uri, headers) = match self.prepare(endpoint, version, action, region, &body) {
+            Ok(p) => p,
             Err(e) => return not_sent(e),
         };
-        let uri: Uri = match target.path_and_query.parse() {
-            Ok(u) => u,
-            Err(e) => return not_sent(format!("invalid request path: {e}")),
-        };
-        let mut headers = match self.fixed_headers(endpoint, version, action, region, body.len()) {
-            Ok(h) => h,
-            Err(e) => return not_sent(e),
-        };
-
         let limit = self.timeout.min(CONNECT_LIMIT);
-        let mut conn = match tokio::time::timeout(limit, self.transport.connect(&target)).await {
+        let conn = match tokio::time::timeout(limit, self.transport.connect(&target)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return not_sent(e),
             Err(_) => {
@@ -397,14 +349,46 @@ impl Client {
                 ))
             }
         };
-
         let admission = match gate {
             Some(gate) => Some(Admission::take(gate).await),
             None => None,
         };
+        // Signed after the gate: the timestamp is the send time, however long the wait.
+        let req = match self.signed(endpoint, service, headers, uri, body) {
+            Ok(r) => r,
+            Err(e) => return not_sent(e),
+        };
+        self.exchange(conn, req, admission).await
+    }
 
-        let wall = SystemTime::now();
-        let timestamp = wall
+    /// The request target, its path and the headers that do not depend on the send time.
+    fn prepare(
+        &self,
+        endpoint: &Endpoint,
+        version: &str,
+        action: &str,
+        region: Option<&str>,
+        body: &[u8],
+    ) -> Result<(Target, Uri, HeaderMap), String> {
+        let target = Target::parse(&endpoint.url)?;
+        let uri: Uri = target
+            .path_and_query
+            .parse()
+            .map_err(|e| format!("invalid request path: {e}"))?;
+        let headers = self.fixed_headers(endpoint, version, action, region, body.len())?;
+        Ok((target, uri, headers))
+    }
+
+    /// The request, signed now (TC3-HMAC-SHA256 with a fresh `X-TC-Timestamp`).
+    fn signed(
+        &self,
+        endpoint: &Endpoint,
+        service: &str,
+        mut headers: HeaderMap,
+        uri: Uri,
+        body: Vec<u8>,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
@@ -422,20 +406,27 @@ impl Client {
             HeaderName::from_static("x-tc-timestamp"),
             HeaderValue::from(timestamp),
         );
-        match HeaderValue::from_str(&sign::authorization(&self.credentials.secret_id, &signed)) {
-            Ok(mut v) => {
-                v.set_sensitive(true);
-                headers.insert(header::AUTHORIZATION, v);
-            }
-            Err(_) => return not_sent("the SecretId is not a valid header value".into()),
-        }
+        let mut auth =
+            HeaderValue::from_str(&sign::authorization(&self.credentials.secret_id, &signed))
+                .map_err(|_| "the SecretId is not a valid header value".to_string())?;
+        auth.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, auth);
         let mut req = Request::new(Full::new(Bytes::from(body)));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
+        Ok(req)
+    }
 
-        // The gate learns when the write went through, not when the answer came:
-        // until then the request holds its place in the window as "leaving now".
+    /// Writes `req` on `conn` and reads the answer within the timeout. The gate
+    /// learns when the write went through, not when the answer came: until then
+    /// the request holds its place in the window as "leaving now".
+    async fn exchange(
+        &self,
+        mut conn: Conn,
+        req: Request<Full<Bytes>>,
+        admission: Option<Admission<'_>>,
+    ) -> Called<Answer<Value>> {
         let written = conn.written.clone();
         let wrote = written.arm();
         let report = async move {
@@ -471,75 +462,6 @@ impl Client {
             latency,
             result,
         }
-    }
-}
-
-fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut s: String = text.chars().take(200).collect();
-    if text.chars().count() > 200 {
-        s.push('…');
-    }
-    s
-}
-
-/// Reads a `{"Response": …}` envelope whatever the HTTP status or content type:
-/// `Response.Error` marks failure (reference §3.1, §7.3).
-pub fn parse_envelope(status: u16, bytes: &[u8]) -> Result<Answer<Value>, Failure> {
-    let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
-    let response = parsed
-        .as_ref()
-        .and_then(|v| v.get("Response"))
-        .filter(|r| r.is_object());
-    match response {
-        Some(r) => {
-            let request_id = r
-                .get("RequestId")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            if let Some(err) = r.get("Error") {
-                let code = err
-                    .get("Code")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let message = err
-                    .get("Message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                if code.is_empty() {
-                    return Err(Failure::Unreadable(format!(
-                        "error envelope without a code: {}",
-                        excerpt(bytes)
-                    )));
-                }
-                return Err(Failure::Api {
-                    code,
-                    message,
-                    request_id,
-                    http_status: status,
-                });
-            }
-            if status != 200 {
-                return Err(Failure::BadStatus {
-                    status,
-                    body: excerpt(bytes),
-                });
-            }
-            Ok(Answer {
-                request_id,
-                data: r.clone(),
-            })
-        }
-        None if status != 200 => Err(Failure::BadStatus {
-            status,
-            body: excerpt(bytes),
-        }),
-        None => Err(Failure::Unreadable(format!(
-            "not a Response envelope: {}",
-            excerpt(bytes)
-        ))),
     }
 }
 
@@ -586,45 +508,5 @@ mod tests {
             .fixed_headers(&ep, "2017-03-20", "Bad\nAction", None, 2)
             .unwrap_err();
         assert!(e.contains("X-TC-Action"), "{e}");
-    }
-
-    #[test]
-    fn envelope_error_under_any_status() {
-        let body = br#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":"slow down"},"RequestId":"r-1"}}"#;
-        for status in [200, 429, 500] {
-            match parse_envelope(status, body) {
-                Err(Failure::Api {
-                    code,
-                    request_id,
-                    http_status,
-                    ..
-                }) => {
-                    assert_eq!(code, "RequestLimitExceeded");
-                    assert_eq!(request_id.as_deref(), Some("r-1"));
-                    assert_eq!(http_status, status);
-                }
-                other => panic!("{status}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn success_and_non_envelopes() {
-        let ok =
-            parse_envelope(200, br#"{"Response":{"Encryption":"YES","RequestId":"r"}}"#).unwrap();
-        assert_eq!(ok.request_id.as_deref(), Some("r"));
-        assert_eq!(ok.data["Encryption"], "YES");
-        assert!(matches!(
-            parse_envelope(502, b"<html>Bad Gateway</html>"),
-            Err(Failure::BadStatus { status: 502, .. })
-        ));
-        assert!(matches!(
-            parse_envelope(200, b"{\"Respo"),
-            Err(Failure::Unreadable(_))
-        ));
-        assert!(matches!(
-            parse_envelope(503, br#"{"Response":{"RequestId":"r"}}"#),
-            Err(Failure::BadStatus { status: 503, .. })
-        ));
     }
 }

@@ -6,12 +6,16 @@ mod classify;
 mod client;
 pub(crate) mod credentials;
 mod endpoint;
+mod envelope;
+mod gate;
 pub mod kms;
 pub mod sign;
 mod stamp;
 mod transport;
 
 pub use classify::{after_settled_no, classify, stops_run, CallKind, Failure, Outcome};
-pub use client::{parse_envelope, Answer, Called, Client, ClientOptions, Gate};
+pub use client::{Answer, Called, Client, ClientOptions};
 pub use credentials::{Credentials, Secret};
 pub use endpoint::{Endpoint, EndpointError, EndpointPolicy, Service};
+pub use envelope::parse_envelope;
+pub use gate::Gate;

@@ -126,6 +126,13 @@ mod tests {
         }
     }
 
+    async fn within(rx: oneshot::Receiver<Instant>) -> Instant {
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("the write was not reported within 5 s")
+            .expect("the slot was disarmed without a write")
+    }
+
     #[tokio::test]
     async fn reports_the_first_write_after_arming_once_it_has_gone_through() {
         // A 4-byte pipe: the write cannot go through until the reader drains it.
@@ -141,7 +148,7 @@ mod tests {
         let armed = slot.arm();
         let start = Instant::now();
         write(&mut io, b"1234").await; // fills the pipe: the first write returns at once
-        let first = armed.await.expect("the write was not reported");
+        let first = within(armed).await;
         assert!(first >= start);
 
         // A write blocked on a full pipe is stamped when it returns, not when it was asked.
@@ -154,7 +161,7 @@ mod tests {
         });
         let asked = Instant::now();
         write(&mut io, b"5678").await;
-        let at = blocked.await.expect("the write was not reported");
+        let at = within(blocked).await;
         assert!(
             at >= asked + Duration::from_millis(90),
             "stamped {:?} after being asked, before the pipe had room",

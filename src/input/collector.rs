@@ -136,46 +136,8 @@ impl<'a> Collector<'a> {
         let region = pick(region, &self.defaults.region);
         let key_id = pick(key_id, &self.defaults.key_id);
         let key_region = pick(key_region, &self.defaults.key_region);
-        match &region {
-            None => {
-                self.problem(
-                    line,
-                    format!(
-                        "{id}: no region (give a Region column, --region, or TENCENTCLOUD_REGION)"
-                    ),
-                );
-                ok = false;
-            }
-            Some(r) if !is_known_region(r) => {
-                self.problem(line, format!("{id}: unknown region {r:?}"));
-                ok = false;
-            }
-            _ => {}
-        }
-        match (&key_id, &key_region) {
-            (Some(k), None) => {
-                self.problem(
-                    line,
-                    format!("{id}: KeyId {k} is given without a KeyRegion"),
-                );
-                ok = false;
-            }
-            (None, Some(_)) => {
-                self.problem(line, format!("{id}: KeyRegion is given without a KeyId"));
-                ok = false;
-            }
-            (Some(k), Some(kr)) => {
-                if k.chars().any(char::is_whitespace) || k.len() > 128 {
-                    self.problem(line, format!("{id}: KeyId {k:?} is not a key id"));
-                    ok = false;
-                }
-                if !is_known_region(kr) {
-                    self.problem(line, format!("{id}: unknown KeyRegion {kr:?}"));
-                    ok = false;
-                }
-            }
-            (None, None) => {}
-        }
+        ok &= self.check_region(line, id, region.as_deref());
+        ok &= self.check_key(line, id, key_id.as_deref(), key_region.as_deref());
         if let (true, Ok(id)) = (ok, parsed) {
             self.accept(InstanceSpec {
                 id,
@@ -185,6 +147,62 @@ impl<'a> Collector<'a> {
                 labels,
                 line,
             });
+        }
+    }
+
+    /// Whether the row's region (after defaults) is given and known; a problem if not.
+    fn check_region(&mut self, line: u64, id: &str, region: Option<&str>) -> bool {
+        match region {
+            None => {
+                self.problem(
+                    line,
+                    format!(
+                        "{id}: no region (give a Region column, --region, or TENCENTCLOUD_REGION)"
+                    ),
+                );
+                false
+            }
+            Some(r) if !is_known_region(r) => {
+                self.problem(line, format!("{id}: unknown region {r:?}"));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether the custom key (after defaults) is both given with its region, or neither.
+    fn check_key(
+        &mut self,
+        line: u64,
+        id: &str,
+        key_id: Option<&str>,
+        key_region: Option<&str>,
+    ) -> bool {
+        match (key_id, key_region) {
+            (Some(k), None) => {
+                self.problem(
+                    line,
+                    format!("{id}: KeyId {k} is given without a KeyRegion"),
+                );
+                false
+            }
+            (None, Some(_)) => {
+                self.problem(line, format!("{id}: KeyRegion is given without a KeyId"));
+                false
+            }
+            (Some(k), Some(kr)) => {
+                let mut ok = true;
+                if k.chars().any(char::is_whitespace) || k.len() > 128 {
+                    self.problem(line, format!("{id}: KeyId {k:?} is not a key id"));
+                    ok = false;
+                }
+                if !is_known_region(kr) {
+                    self.problem(line, format!("{id}: unknown KeyRegion {kr:?}"));
+                    ok = false;
+                }
+                ok
+            }
+            (None, None) => true,
         }
     }
 

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::limiter::{Limiter, WireGate};
+use super::limiter::Limiter;
 use super::steps::{execute, Active, Ctx, Heard, Next, Step, StepResult, StopReason};
+use super::wire_gate::WireGate;
 use super::{Counters, RunError};
 use crate::api::Service;
 use crate::journal::{load_active, Change, Fact};

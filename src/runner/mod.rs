@@ -9,6 +9,7 @@ pub(crate) mod limiter;
 /// mutation runs of issue 13): not part of the library's API.
 #[doc(hidden)]
 pub mod steps;
+mod wire_gate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

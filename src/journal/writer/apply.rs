@@ -57,8 +57,32 @@ pub(super) fn apply(
         to,
         at: c.at_ms,
     };
+    let changed = write(&update, &now, &c, &mut ev)?;
+    if changed != 1 {
+        return Err(JournalError::Conflict {
+            instance_id: c.instance_id.clone(),
+            expected: now.state,
+        });
+    }
+    append_event(conn, chain, ev)?;
+    // The row as it now stands is the one truth about the instance.
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?1"
+        ))?
+        .query_row(params![c.instance_id], instance_from_row)?)
+}
+
+/// Writes `c`'s fact to its instance row with the guarded update that fact
+/// needs, adding what the event should say; answers how many rows changed.
+fn write(
+    update: &Update<'_>,
+    now: &Current,
+    c: &Change,
+    ev: &mut EventRow,
+) -> Result<usize, JournalError> {
     let request_id = c.call.as_ref().and_then(|k| k.request_id.clone());
-    let changed = match &c.fact {
+    Ok(match &c.fact {
         Fact::Called => 1,
         Fact::EncryptionRead {
             encrypted: true, ..
@@ -119,20 +143,7 @@ pub(super) fn apply(
             ev.detail = Some(format!("verify after {settles_at_ms}"));
             update.recovered(*settles_at_ms)?
         }
-    };
-    if changed != 1 {
-        return Err(JournalError::Conflict {
-            instance_id: c.instance_id.clone(),
-            expected: now.state,
-        });
-    }
-    append_event(conn, chain, ev)?;
-    // The row as it now stands is the one truth about the instance.
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?1"
-        ))?
-        .query_row(params![c.instance_id], instance_from_row)?)
+    })
 }
 
 /// What the guarded update starts from.
