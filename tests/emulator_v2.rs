@@ -302,7 +302,7 @@ async fn blank_then_the_normal_propagation_rule() {
     let ms = Duration::from_millis;
     let emu = start(EmulatorConfig {
         blank_after_apply: ms(200),
-        propagation: ms(600),
+        propagation: fleetcrypt::emulator::Latency::fixed(ms(600)),
         ..EmulatorConfig::default().instant()
     })
     .await;

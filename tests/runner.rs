@@ -27,6 +27,8 @@ fn run_config(url: &str, rate: u32) -> RunConfig {
         retry_backoff: runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
         poll_backoff: runner::Backoff::new(Duration::from_millis(100), Duration::from_millis(500)),
         drain_limit: Duration::from_secs(5),
+        // The emulator here shows YES at once (or after a set propagation).
+        verify_first_read: Duration::from_millis(100),
         ..RunConfig::default()
     }
 }
@@ -234,7 +236,7 @@ async fn operation_denied_then_yes_is_success() {
     let mut cfg = fast_config(20);
     cfg.faults.internal_applied = 1.0;
     cfg.apply_within = Duration::ZERO;
-    cfg.propagation = Duration::from_millis(1500);
+    cfg.propagation = fleetcrypt::emulator::Latency::fixed(Duration::from_millis(1500));
     let emu = EmulatorThread::start(cfg, world);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
@@ -1178,12 +1180,12 @@ async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
     journal.import(specs).await.unwrap();
     let mut config = run_config(&emu.url, 20);
     config.retry_backoff = runner::Backoff::new(Duration::from_secs(10), Duration::from_secs(10));
-    let ctx = Arc::new(Ctx {
-        journal: journal.clone(),
-        client: client(config.timeout),
-        config: config.clone(),
-        run_id: None,
-    });
+    let ctx = Arc::new(Ctx::new(
+        journal.clone(),
+        client(config.timeout),
+        config.clone(),
+        None,
+    ));
     let rows = journal
         .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
         .await
@@ -1293,12 +1295,12 @@ async fn a_read_that_could_not_be_sent_is_not_an_answer() {
     let mut config = run_config(&url, 20);
     config.retry_backoff = runner::Backoff::new(Duration::from_millis(10), Duration::from_secs(10));
     let backoff = config.retry_backoff;
-    let ctx = Arc::new(Ctx {
-        journal: journal.clone(),
-        client: client(config.timeout),
+    let ctx = Arc::new(Ctx::new(
+        journal.clone(),
+        client(config.timeout),
         config,
-        run_id: None,
-    });
+        None,
+    ));
     let rows = journal
         .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
         .await
@@ -1517,12 +1519,12 @@ async fn a_settled_no_after_an_ambiguous_open_schedules_the_retry_after_a_backof
     let mut config = run_config(&emu.url, 20);
     config.settle = Duration::from_millis(600);
     config.retry_backoff = runner::Backoff::new(Duration::from_secs(10), Duration::from_secs(10));
-    let ctx = Arc::new(Ctx {
-        journal: journal.clone(),
-        client: client(config.timeout),
-        config: config.clone(),
-        run_id: None,
-    });
+    let ctx = Arc::new(Ctx::new(
+        journal.clone(),
+        client(config.timeout),
+        config.clone(),
+        None,
+    ));
     let rows = journal
         .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
         .await
@@ -1598,7 +1600,7 @@ async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_rese
     world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
     let specs = specs_of(&world);
     let mut cfg = fast_config(20);
-    cfg.propagation = Duration::from_millis(2500);
+    cfg.propagation = fleetcrypt::emulator::Latency::fixed(Duration::from_millis(2500));
     let emu = EmulatorThread::start(cfg, world);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
@@ -1696,12 +1698,12 @@ async fn a_throttled_last_attempt_fails_the_instance_at_once() {
     journal.import(specs).await.unwrap();
     let mut config = run_config(&emu.url, 20);
     config.max_attempts = 1;
-    let ctx = Arc::new(Ctx {
-        journal: journal.clone(),
-        client: client(config.timeout),
+    let ctx = Arc::new(Ctx::new(
+        journal.clone(),
+        client(config.timeout),
         config,
-        run_id: None,
-    });
+        None,
+    ));
     let rows = journal
         .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
         .await
@@ -1919,7 +1921,7 @@ async fn an_accepted_open_still_no_at_the_verify_deadline_is_given_up_on_the_las
     world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
     let specs = specs_of(&world);
     let mut cfg = fast_config(20);
-    cfg.propagation = Duration::from_secs(20);
+    cfg.propagation = fleetcrypt::emulator::Latency::fixed(Duration::from_secs(20));
     let emu = EmulatorThread::start(cfg, world);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
@@ -1948,4 +1950,78 @@ async fn an_accepted_open_still_no_at_the_verify_deadline_is_given_up_on_the_las
         "{message}"
     );
     assert_eq!(emu.truth().instances[id].open_calls, 1);
+}
+
+/// Issue 10: with `Encryption` turning YES 1–4 s after an apply (drawn per
+/// instance), the verification schedule learns where YES shows instead of
+/// polling from the moment of the answer: about two `DescribeDBInstanceInfo`
+/// reads per instance (the preflight and one verification), every instance
+/// verified, nothing sent twice. Polling from the answer with backoff (the
+/// old schedule) reads each instance about four times here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_reads_go_where_yes_is_likely() {
+    let n = 160;
+    let world = World::generate(&Generate {
+        count: n,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 10,
+        ..Generate::default()
+    });
+    let specs = specs_of(&world);
+    let rate = 20;
+    let mut cfg = fast_config(rate);
+    cfg.propagation = fleetcrypt::emulator::Latency::between(
+        Duration::from_millis(1000),
+        Duration::from_millis(4000),
+    );
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, rate);
+    config.verify_deadline = Duration::from_secs(30);
+    // The documented 10 s, scaled as the propagation is (5–20 s → 1–4 s).
+    config.verify_first_read = Duration::from_secs(2);
+    let stop = runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+
+    let truth = emu.truth();
+    let conn = schema::open_reader(&path).unwrap();
+    let mut encrypted = 0;
+    read::for_each_instance(&conn, |row| {
+        assert_eq!(row.state, State::Encrypted, "{}", row.instance_id);
+        assert!(truth.instances[row.instance_id.as_str()].encrypted);
+        assert_eq!(row.attempts, 1, "{} was sent twice", row.instance_id);
+        encrypted += 1;
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(encrypted, n);
+    assert_eq!(
+        (
+            truth.total_blind_open_calls(),
+            truth.total_overlapping_open_calls()
+        ),
+        (0, 0)
+    );
+    let reads = truth.action(DESCRIBE_DB_INSTANCE_INFO).seen as f64 / n as f64;
+    eprintln!("{reads:.3} DescribeDBInstanceInfo reads per instance");
+    assert!(
+        reads <= 2.3,
+        "{reads:.2} DescribeDBInstanceInfo reads per instance"
+    );
 }

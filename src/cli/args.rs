@@ -144,6 +144,11 @@ pub struct JobArgs {
     /// How long to wait for Encryption=YES after an accepted request.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub verify_deadline: Duration,
+    /// Where the verification schedule starts (how long after an accepted Open
+    /// the first read goes, until the run has learned the endpoint's delay):
+    /// for rehearsals against a server known to be faster.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub verify_first_read: Duration,
     /// Send each instance's calls to cdb.<region>.tencentcloudapi.com (one quota per region).
     #[arg(long)]
     pub regional_endpoints: bool,

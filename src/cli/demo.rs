@@ -80,7 +80,7 @@ impl DemoServer {
         let mut config = EmulatorConfig {
             credentials: vec![(secret_id.clone(), Secret::new(secret_key.clone()))],
             faults,
-            propagation: Duration::from_millis(200),
+            propagation: Latency::fixed(Duration::from_millis(200)),
             blank_after_apply: Duration::from_millis(300),
             apply_within: Duration::from_millis(500),
             hang_for: Duration::from_millis(2500),
@@ -102,7 +102,7 @@ impl DemoServer {
         let settle = open_latency.max
             + config.hang_for
             + config.apply_within
-            + config.propagation.max(config.blank_after_apply)
+            + config.propagation.max.max(config.blank_after_apply)
             + SETTLE_CUSHION;
         let emulator = Emulator::start(config, world, "127.0.0.1:0".parse().unwrap())
             .await
@@ -155,6 +155,8 @@ fn demo_job(rate: u32, settle: Duration) -> JobArgs {
         timeout: Duration::from_secs(2),
         max_attempts: 8,
         verify_deadline: Duration::from_secs(20),
+        // The demo server shows YES 200 ms after an apply; no need to start at 10 s.
+        verify_first_read: Duration::from_millis(500),
         regional_endpoints: false,
         check_kms: true,
         yes: true,

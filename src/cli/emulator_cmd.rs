@@ -110,9 +110,10 @@ pub struct EmulatorArgs {
 /// The backend's timing knobs, all scaled by `--time-scale`.
 #[derive(Debug, Clone, Args)]
 pub struct TimingArgs {
-    /// Delay before Encryption reads YES after being applied.
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
-    pub propagation: Duration,
+    /// Delay before Encryption reads YES after being applied: DUR, or MIN..MAX
+    /// for a uniform draw per instance (e.g. 5s..20s).
+    #[arg(long, default_value = "0s", value_parser = parse_range, value_name = "DUR|MIN..MAX")]
+    pub propagation: Latency,
     /// For this long after an instance's encryption is applied,
     /// DescribeDBInstanceInfo answers "Encryption": "" (neither YES nor NO);
     /// then the usual rule (YES once --propagation has passed, NO before).
@@ -136,6 +137,16 @@ pub struct TimingArgs {
     /// --propagation, --blank-after-apply, --apply-within and --hang-for.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+}
+
+/// `DUR` or `MIN..MAX`.
+fn parse_range(s: &str) -> Result<Latency, String> {
+    let (lo, hi) = s.split_once("..").unwrap_or((s, s));
+    let (lo, hi) = (parse_duration(lo)?, parse_duration(hi)?);
+    if hi < lo {
+        return Err(format!("{s:?}: the maximum is below the minimum"));
+    }
+    Ok(Latency::between(lo, hi))
 }
 
 fn parse_kv(s: &str) -> Result<(&str, &str), String> {
@@ -170,11 +181,7 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
     }
     for l in &args.latency {
         let (a, range) = parse_kv(l)?;
-        let (lo, hi) = range.split_once("..").unwrap_or((range, range));
-        c.latency.insert(
-            a.to_string(),
-            Latency::between(parse_duration(lo)?, parse_duration(hi)?),
-        );
+        c.latency.insert(a.to_string(), parse_range(range)?);
     }
     if let Some(total) = args.faults_mixed {
         c.faults = Faults::mixed(total);

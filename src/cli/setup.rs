@@ -49,6 +49,7 @@ pub(super) fn run_config(global: &Global, job: &JobArgs) -> Result<RunConfig, Cl
         rate_margin: job.rate_margin,
         max_active: (job.max_in_flight as usize * 4).max(64),
         drain_limit: job.timeout + Duration::from_secs(5),
+        verify_first_read: job.verify_first_read,
         ..RunConfig::default()
     })
 }

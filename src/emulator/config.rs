@@ -19,6 +19,10 @@ impl Latency {
         min: Duration::ZERO,
         max: Duration::ZERO,
     };
+    /// Always exactly `d`.
+    pub fn fixed(d: Duration) -> Self {
+        Latency { min: d, max: d }
+    }
     pub fn between(min: Duration, max: Duration) -> Self {
         Latency {
             min,
@@ -293,8 +297,9 @@ pub struct EmulatorConfig {
     /// Latency per action; actions not listed answer at once.
     pub latency: HashMap<String, Latency>,
     pub faults: Faults,
-    /// Delay between the encryption being applied and `Encryption` reading `YES`.
-    pub propagation: Duration,
+    /// Delay between the encryption being applied and `Encryption` reading `YES`,
+    /// drawn per instance, uniformly from the range, when it is applied.
+    pub propagation: Latency,
     /// For this long after an instance's encryption is applied,
     /// `DescribeDBInstanceInfo` answers `"Encryption": ""` (neither YES nor NO);
     /// afterwards the normal rule (`YES` once `propagation` has passed, `NO`
@@ -357,7 +362,7 @@ impl Default for EmulatorConfig {
             rate_limits: documented_rate_limits(),
             latency,
             faults: Faults::default(),
-            propagation: Duration::ZERO,
+            propagation: Latency::ZERO,
             blank_after_apply: Duration::ZERO,
             apply_within: Duration::from_secs(2),
             hang_for: Duration::from_secs(20),
@@ -384,7 +389,7 @@ impl EmulatorConfig {
         }
         self.apply_within = self.apply_within.mul_f64(f);
         self.hang_for = self.hang_for.mul_f64(f);
-        self.propagation = self.propagation.mul_f64(f);
+        self.propagation = self.propagation.scaled(f);
         self.blank_after_apply = self.blank_after_apply.mul_f64(f);
         self
     }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::bad_answers::{bad_body, draw_bad};
 use super::config::{BadAnswerKind, Faults};
 use super::reads::lookup;
-use super::request::Decided;
+use super::request::{draw, Decided};
 use super::server::{Inner, Shared};
 use super::wire::{error, json_response, request_id, str_param, success};
 use super::world::{Instance, World};
@@ -233,13 +233,11 @@ fn pick_plan(faults: &Faults, roll: f64, bad: Option<BadAnswerKind>) -> OpenPlan
 
 fn apply(shared: &Shared, id: &str) {
     let mut inner = shared.inner.lock().unwrap();
+    // A range draws (a fixed delay does not, so seeded runs stay as they were).
+    let propagation = draw(&mut inner.rng, Some(&shared.config.propagation));
     if let Some(inst) = inner.world.instances.get_mut(id) {
         inst.pending_apply = inst.pending_apply.saturating_sub(1);
-        inst.apply_encryption(
-            Instant::now(),
-            shared.config.propagation,
-            shared.config.blank_after_apply,
-        );
+        inst.apply_encryption(Instant::now(), propagation, shared.config.blank_after_apply);
     }
 }
 

@@ -229,7 +229,7 @@ fn admit(
     Ok(())
 }
 
-fn draw(rng: &mut StdRng, l: Option<&Latency>) -> Duration {
+pub(super) fn draw(rng: &mut StdRng, l: Option<&Latency>) -> Duration {
     match l {
         None => Duration::ZERO,
         Some(l) if l.max <= l.min => l.min,

@@ -9,6 +9,7 @@ pub(crate) mod limiter;
 /// mutation runs of issue 13): not part of the library's API.
 #[doc(hidden)]
 pub mod steps;
+mod verify_schedule;
 mod wire_gate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,10 @@ pub struct RunConfig {
     pub startup_wait: Duration,
     /// After a stop, how long in-flight requests may take to finish.
     pub drain_limit: Duration,
+    /// Where each endpoint's verification schedule starts: how long after an
+    /// accepted Open the first read goes, until the run has learned better
+    /// (`verify_schedule`). The documented 10 s.
+    pub verify_first_read: Duration,
 }
 
 impl Default for RunConfig {
@@ -82,6 +87,7 @@ impl Default for RunConfig {
             plan_only: false,
             startup_wait: Duration::from_millis(1050),
             drain_limit: Duration::from_secs(20),
+            verify_first_read: verify_schedule::START,
         }
     }
 }
@@ -170,12 +176,12 @@ pub async fn run(
     counters
         .failed
         .store(counts[&State::Failed], Ordering::Relaxed);
-    let ctx = Arc::new(steps::Ctx {
-        journal: journal.clone(),
-        client: client.clone(),
-        config: config.clone(),
+    let ctx = Arc::new(steps::Ctx::new(
+        journal.clone(),
+        client.clone(),
+        config.clone(),
         run_id,
-    });
+    ));
     dispatcher::Dispatcher::new(ctx, counters)
         .run(shutdown)
         .await

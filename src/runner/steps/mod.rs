@@ -14,12 +14,14 @@ mod read;
 mod send;
 mod verify;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tracing::Instrument;
 
+use super::verify_schedule::VerifySchedule;
 use super::RunConfig;
 use crate::api::{classify, CallKind, Called, Client, Endpoint, Failure, Gate, Outcome, Service};
 use crate::journal::{CallRecord, Change, Fact, InstanceRow, Journal, JournalError};
@@ -76,6 +78,13 @@ pub struct Active {
     pub settles_at: Option<Instant>,
     /// Monotonic: until when to keep polling for `YES` after an accepted attempt.
     pub verify_until: Option<Instant>,
+    /// Monotonic: when the last attempt was answered "accepted" (this process).
+    pub accepted_at: Option<Instant>,
+    /// The first verification read of an accepted attempt is due this long after
+    /// its answer, and has not been taken yet.
+    pub first_read: Option<Duration>,
+    /// That first read said `NO`.
+    pub missed_first: bool,
     pub read_failures: u32,
     pub polls: u32,
     /// Since when reads have answered neither `YES` nor `NO`.
@@ -90,6 +99,9 @@ impl Active {
             row: row.clone(),
             settles_at: None,
             verify_until: None,
+            accepted_at: None,
+            first_read: None,
+            missed_first: false,
             read_failures: 0,
             polls: 0,
             unreadable_since: None,
@@ -225,6 +237,8 @@ pub struct Ctx {
     pub client: Client,
     pub config: RunConfig,
     pub run_id: Option<i64>,
+    /// When to read accepted Opens back, learned per CDB endpoint host.
+    schedules: Mutex<HashMap<String, VerifySchedule>>,
 }
 
 /// One request's reply, with what the journal and the dispatcher need of it.
@@ -282,6 +296,25 @@ fn until(at: Instant) -> Duration {
 }
 
 impl Ctx {
+    pub fn new(journal: Journal, client: Client, config: RunConfig, run_id: Option<i64>) -> Ctx {
+        Ctx {
+            journal,
+            client,
+            config,
+            run_id,
+            schedules: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `f` on the verification schedule of `a`'s endpoint.
+    fn schedule<T>(&self, a: &Active, f: impl FnOnce(&mut VerifySchedule) -> T) -> T {
+        let mut all = self.schedules.lock().unwrap_or_else(|e| e.into_inner());
+        let start = self.config.verify_first_read;
+        f(all
+            .entry(a.cdb.host.clone())
+            .or_insert_with(|| VerifySchedule::starting_at(start)))
+    }
+
     /// Journals `fact` for `a` and takes the row the journal now holds.
     async fn apply(
         &self,

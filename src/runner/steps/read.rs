@@ -48,6 +48,7 @@ pub(super) async fn read(
         }
     };
     a.unreadable_since = None;
+    learn(ctx, a, step, encrypted);
     let settled = a.settled_at(reply.sent_at);
     ctx.apply(a, Fact::EncryptionRead { encrypted, settled }, Some(rec))
         .await?;
@@ -66,6 +67,28 @@ pub(super) async fn read(
         }
     };
     Ok(Stepped::new(heard, next))
+}
+
+/// What a verification read of an accepted attempt teaches the endpoint's schedule.
+fn learn(ctx: &Ctx, a: &mut Active, step: Step, encrypted: bool) {
+    let (Step::VerifyRead, Some(answered)) = (step, a.accepted_at) else {
+        return;
+    };
+    if let Some(used) = a.first_read.take() {
+        let estimate = ctx.schedule(a, |s| {
+            s.observe_first(used, encrypted);
+            s.estimate()
+        });
+        tracing::debug!(
+            first_read_ms = used.as_millis() as u64,
+            encrypted,
+            estimate_ms = estimate.as_millis() as u64,
+            "first verification read"
+        );
+        a.missed_first = !encrypted;
+    } else if encrypted && a.missed_first {
+        ctx.schedule(a, |s| s.observe_late_yes(answered.elapsed()));
+    }
 }
 
 /// `Encryption` was neither `YES` nor `NO`: never a `NO`. Ask again with

@@ -91,8 +91,9 @@ fn settles_at_ms(ctx: &Ctx, rec: &CallRecord) -> i64 {
 /// only once the attempt has settled.
 async fn accepted(ctx: &Ctx, a: &mut Active, sent_at: Instant, rec: CallRecord) -> NextOrFailed {
     let cfg = &ctx.config;
+    let verify_until = sent_at + cfg.verify_deadline.max(cfg.settle);
     a.settles_at = Some(sent_at + cfg.settle);
-    a.verify_until = Some(sent_at + cfg.verify_deadline.max(cfg.settle));
+    a.verify_until = Some(verify_until);
     let fact = Fact::AttemptAnswered {
         disposition: Disposition::Accepted,
         settles_at_ms: settles_at_ms(ctx, &rec),
@@ -100,7 +101,13 @@ async fn accepted(ctx: &Ctx, a: &mut Active, sent_at: Instant, rec: CallRecord) 
         kms_error: false,
     };
     ctx.apply(a, fact, Some(rec)).await?;
-    Ok(Next::After(Step::VerifyRead, Duration::ZERO))
+    // The first read goes where it is likely to say YES (see `verify_schedule`),
+    // never past the verify deadline.
+    let first = ctx.schedule(a, |s| s.first_read()).min(until(verify_until));
+    a.accepted_at = Some(Instant::now());
+    a.first_read = Some(first);
+    a.missed_first = false;
+    Ok(Next::After(Step::VerifyRead, first))
 }
 
 /// Anything that does not prove the Open was not carried out: the server may

@@ -12,11 +12,15 @@ use crate::model::{hint, now_ms, Code};
 pub(super) async fn verified_no(ctx: &Ctx, a: &mut Active) -> Result<Next, JournalError> {
     let now = Instant::now();
     if a.accepted() && a.verify_until.is_some_and(|d| now < d) {
-        // Accepted, not visible yet (propagation): keep polling until the deadline.
+        // Accepted, not visible yet (propagation): keep polling until the deadline,
+        // where the endpoint's schedule expects YES (or, after a restart, with backoff).
         a.polls += 1;
-        let wait = jitter(&mut rand::rng(), &ctx.config.poll_backoff, a.polls)
-            .max(Duration::from_millis(200))
-            .min(a.verify_until.map(until).unwrap_or(Duration::MAX));
+        let wait = match a.accepted_at {
+            Some(answered) => ctx.schedule(a, |s| s.follow_up(answered.elapsed())),
+            None => jitter(&mut rand::rng(), &ctx.config.poll_backoff, a.polls)
+                .max(Duration::from_millis(200)),
+        };
+        let wait = wait.min(a.verify_until.map(until).unwrap_or(Duration::MAX));
         return Ok(Next::After(Step::VerifyRead, wait));
     }
     if !a.cleared() {
