@@ -2,6 +2,7 @@
 //!
 //!   cargo run --release --example bench -- throughput [N]   # N instances (2000), Open 1–10 s, --rate 20
 //!   cargo run --release --example bench -- ambiguous [N]    # the same (1000), 5 % of Open answers ambiguous
+//!   cargo run --release --example bench -- propagation [N]  # the same (400), Open 1–4 s, YES 5–20 s after the apply
 //!   cargo run --release --example bench -- ceiling [N]      # limits off, zero latency: runner + journal ceiling
 //!   cargo run --release --example bench -- emulator [SECS]  # emulator requests/s, zero latency, loopback
 //!   cargo run --release --example bench -- report [N]       # report json/csv on an N-instance journal (100000)
@@ -9,6 +10,8 @@
 //!
 //! The runner and the emulator run as separate processes (the real binary), so
 //! the runner's peak RSS and CPU time are its own (from wait4's rusage).
+//! `FLEETCRYPT_RUNNER_BIN` runs another build as the runner (an older commit,
+//! for a before/after) against this build's emulator.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -69,7 +72,10 @@ struct Usage {
 #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
 fn run_measured(args: &[String]) -> Usage {
     let started = Instant::now();
-    let child = Command::new(bin())
+    let runner = std::env::var("FLEETCRYPT_RUNNER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| bin());
+    let child = Command::new(runner)
         .args(args)
         .env("TENCENTCLOUD_SECRET_ID", ID)
         .env("TENCENTCLOUD_SECRET_KEY", KEY)
@@ -276,6 +282,61 @@ fn throughput(n: usize) {
         r.finish.done
     );
     print_at_bound(&r);
+}
+
+/// Issue 10: `Encryption` turns `YES` 5–20 s (uniform, per instance) after an
+/// apply, Open latency 1–4 s. The bound: two `DescribeDBInstanceInfo` reads
+/// per instance at 20/s, plus the longest latency and propagation.
+fn propagation(n: usize) {
+    let r = run_at_bound(
+        n,
+        &[
+            "--latency",
+            "OpenDBInstanceEncryption=1s..4s",
+            "--propagation",
+            "5s..20s",
+        ],
+    );
+    let f = &r.finish;
+    let t = &r.truth;
+    let encrypted = t["instances"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|i| i["encrypted"].as_bool() == Some(true))
+        .count();
+    let total = |field: &str| -> u64 {
+        t["instances"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|i| i[field].as_u64().unwrap())
+            .sum()
+    };
+    let reads = t["actions"]["DescribeDBInstanceInfo"]["seen"]
+        .as_u64()
+        .unwrap() as f64;
+    let bound = n as f64 * 2.0 / 20.0 + 4.0 + 20.0;
+    let took = (f.last - f.first) as f64 / 1000.0;
+    println!(
+        "propagation: {n} instances, Open latency uniform 1-4 s, propagation uniform 5-20 s, --rate 20, one endpoint"
+    );
+    println!("  exit code               {}", r.usage.code);
+    println!(
+        "  first request -> last verification  {took:.1} s   (bound {bound:.1} s: ratio {:.2})",
+        bound / took
+    );
+    println!(
+        "  DescribeDBInstanceInfo  {:.2} reads per instance ({} reads)",
+        reads / n as f64,
+        reads
+    );
+    println!(
+        "  ground truth            {encrypted}/{n} encrypted (journal: {} terminal), blind {}, overlapping {}",
+        f.done,
+        total("blind_open_calls"),
+        total("overlapping_open_calls")
+    );
 }
 
 /// The error codes of the emulator's two ambiguous Open faults.
@@ -697,10 +758,13 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("throughput") => throughput(n(2000)),
         Some("ambiguous") => ambiguous(n(1000)),
+        Some("propagation") => propagation(n(400)),
         Some("ceiling") => ceiling(n(20000)),
         Some("emulator") => emulator(n(10) as u64),
         Some("report") => report(n(100_000)),
         Some("input") => input(n(1_000_000)),
-        _ => eprintln!("usage: bench throughput|ambiguous|ceiling|emulator|report|input [N]"),
+        _ => eprintln!(
+            "usage: bench throughput|ambiguous|propagation|ceiling|emulator|report|input [N]"
+        ),
     }
 }

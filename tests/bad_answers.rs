@@ -44,6 +44,8 @@ fn run_config(url: &str) -> RunConfig {
         poll_backoff: runner::Backoff::new(Duration::from_millis(100), Duration::from_millis(500)),
         drain_limit: Duration::from_secs(5),
         check_kms: true,
+        // The emulator here shows YES at once.
+        verify_first_read: Duration::from_millis(100),
         ..RunConfig::default()
     }
 }

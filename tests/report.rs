@@ -72,6 +72,7 @@ async fn journal_of_a_run(dir: &std::path::Path) -> (std::path::PathBuf, Emulato
         endpoints: EndpointPolicy::Custom(emu.url.clone()),
         retry_backoff: runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(300)),
         poll_backoff: runner::Backoff::new(Duration::from_millis(100), Duration::from_millis(300)),
+        verify_first_read: Duration::from_millis(100),
         ..RunConfig::default()
     };
     let client = Client::new(
@@ -133,6 +134,31 @@ async fn reports_agree_with_ground_truth_and_are_safe() {
     for (action, n) in j["rate"]["max_requests_in_1s_window"].as_object().unwrap() {
         assert!(n.as_u64().unwrap() <= rate as u64, "{action}: {n}");
     }
+    // Verification reads: the journal's count is the server's, and the delay to
+    // YES is there for the one endpoint.
+    let v = &j["verification"];
+    let reads = v["describe_reads"].as_u64().unwrap();
+    assert_eq!(
+        reads,
+        truth
+            .action(fleetcrypt::api::cdb::DESCRIBE_DB_INSTANCE_INFO)
+            .seen
+    );
+    assert!((v["reads_per_instance"].as_f64().unwrap() - reads as f64 / 120.0).abs() < 1e-9);
+    let polls = v["polls"].as_u64().unwrap();
+    assert!(polls < reads);
+    assert!(
+        (v["poll_share_of_describe_quota"].as_f64().unwrap() - polls as f64 / reads as f64).abs()
+            < 1e-9
+    );
+    let delays = v["delay_to_yes_ms"].as_object().unwrap();
+    assert_eq!(delays.len(), 1, "{delays:?}");
+    let d = delays.values().next().unwrap();
+    let verified_after_accepted = d["n"].as_u64().unwrap();
+    assert!(
+        verified_after_accepted > 0 && verified_after_accepted <= s["encrypted"].as_u64().unwrap()
+    );
+    assert!(d["p50"].as_i64().unwrap() <= d["p90"].as_i64().unwrap());
     let conn = schema::open_reader(&path).unwrap();
     assert_eq!(j["journal_chain_head"], chain::head(&conn).unwrap());
     let mut kms_failed = 0;
@@ -194,6 +220,11 @@ async fn reports_agree_with_ground_truth_and_are_safe() {
         md.contains("### `InternalError.KmsError`") && md.contains("MySQL_QCSRole"),
         "{md}"
     );
+    let per_instance = format!("{reads} DescribeDBInstanceInfo reads for 120 instances");
+    assert!(
+        md.contains("## Verification reads") && md.contains(&per_instance),
+        "{md}"
+    );
 
     // HTML: self-contained, escaped.
     let html = render(&path, Format::Html);
@@ -211,6 +242,7 @@ async fn reports_agree_with_ground_truth_and_are_safe() {
     assert!(!html.contains("<script>alert(1)"), "user text not escaped");
     assert!(html.contains("&lt;script&gt;alert(1)"));
     assert!(html.contains("<svg") && html.contains("limit 40/s"));
+    assert!(html.contains(&per_instance) && html.contains("showed YES"));
     assert!(html.contains(&*chain::head(&conn).unwrap()));
 
     // Rendered in a real browser when one is installed.

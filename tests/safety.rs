@@ -54,6 +54,8 @@ fn run_args(fleet: &std::path::Path, settle: &str) -> Vec<String> {
         "--allow-short-settle",
         "--verify-deadline",
         "20s",
+        "--verify-first-read",
+        "200ms",
         "--yes",
     ]
     .iter()

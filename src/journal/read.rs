@@ -202,3 +202,81 @@ pub fn load_active(
         .collect();
     rows
 }
+
+/// How the `DescribeDBInstanceInfo` quota went on verification (issue 10).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verification {
+    /// `DescribeDBInstanceInfo` requests sent.
+    pub reads: u64,
+    /// Of those, reads of an attempt being verified that did not find `YES`.
+    pub polls: u64,
+    /// Per endpoint: from an accepted Open's send to the read that saw `YES`.
+    pub delay_to_yes: BTreeMap<String, DelayStats>,
+}
+
+/// A delay's distribution, nearest rank.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DelayStats {
+    pub n: u64,
+    pub p50_ms: i64,
+    pub p90_ms: i64,
+}
+
+impl DelayStats {
+    fn of(mut ms: Vec<i64>) -> DelayStats {
+        ms.sort_unstable();
+        let rank = |p: usize| ms[(ms.len() * p).div_ceil(100).max(1) - 1];
+        DelayStats {
+            n: ms.len() as u64,
+            p50_ms: rank(50),
+            p90_ms: rank(90),
+        }
+    }
+}
+
+impl Verification {
+    /// Reads per instance, given how many instances there are.
+    pub fn reads_per_instance(&self, instances: u64) -> f64 {
+        self.reads as f64 / instances.max(1) as f64
+    }
+
+    /// The share of the reads spent on polls that did not find `YES`.
+    pub fn poll_share(&self) -> f64 {
+        self.polls as f64 / self.reads.max(1) as f64
+    }
+}
+
+pub fn verification(conn: &Connection) -> rusqlite::Result<Verification> {
+    let (reads, polls): (u64, Option<u64>) = conn.query_row(
+        "SELECT count(*), sum(from_state = ?2 AND kind <> ?3) FROM events WHERE action = ?1 AND sent_at_ms IS NOT NULL",
+        params![
+            crate::model::Action::DescribeDBInstanceInfo.as_str(),
+            State::Verifying,
+            EventKind::VerifiedEncrypted.as_str()
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut per_endpoint: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT e.endpoint, e.sent_at_ms - i.last_sent_at_ms FROM events e JOIN instances i ON i.instance_id = e.instance_id \
+         WHERE e.kind = ?1 AND i.last_outcome = ?2 AND i.last_sent_at_ms IS NOT NULL AND e.sent_at_ms IS NOT NULL AND e.endpoint IS NOT NULL",
+    )?;
+    let mut rows = stmt.query(params![
+        EventKind::VerifiedEncrypted.as_str(),
+        Disposition::Accepted
+    ])?;
+    while let Some(r) = rows.next()? {
+        per_endpoint
+            .entry(r.get(0)?)
+            .or_default()
+            .push(r.get::<_, i64>(1)?.max(0));
+    }
+    Ok(Verification {
+        reads,
+        polls: polls.unwrap_or(0),
+        delay_to_yes: per_endpoint
+            .into_iter()
+            .map(|(e, ms)| (e, DelayStats::of(ms)))
+            .collect(),
+    })
+}

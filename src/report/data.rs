@@ -29,6 +29,7 @@ pub struct Overview {
     pub runs: Vec<read::RunRow>,
     pub first_ms: Option<i64>,
     pub last_ms: Option<i64>,
+    pub verification: read::Verification,
 }
 
 pub fn overview(conn: &Connection, journal: &Path) -> rusqlite::Result<Overview> {
@@ -58,6 +59,7 @@ pub fn overview(conn: &Connection, journal: &Path) -> rusqlite::Result<Overview>
         runs,
         first_ms,
         last_ms,
+        verification: read::verification(conn)?,
     })
 }
 

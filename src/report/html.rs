@@ -134,7 +134,7 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
     let s = series(conn, 480)?;
     let mut h = String::with_capacity(1 << 16);
     header(&mut h, o);
-    ambiguous_note(&mut h, conn)?;
+    ambiguous_note(&mut h, conn, o)?;
     rate_chart(&mut h, o, &s);
     states_chart(&mut h, &s);
     failures_table(&mut h, conn)?;
@@ -189,7 +189,7 @@ fn header(h: &mut String, o: &Overview) {
 }
 
 /// How many Open answers were ambiguous, and how each was settled.
-fn ambiguous_note(h: &mut String, conn: &Connection) -> Result<(), ReportError> {
+fn ambiguous_note(h: &mut String, conn: &Connection, o: &Overview) -> Result<(), ReportError> {
     let ambiguous = read::ambiguous_answers(conn)?;
     let n: u64 = ambiguous.iter().map(|(_, n)| n).sum();
     let codes: Vec<String> = ambiguous
@@ -201,8 +201,33 @@ fn ambiguous_note(h: &mut String, conn: &Connection) -> Result<(), ReportError> 
         "<p>{n} ambiguous answer(s) to OpenDBInstanceEncryption were each verified with DescribeDBInstanceInfo before anything was re-sent: a YES at any time ended the attempt, and a NO counted only once the attempt had settled (--settle after it was sent, the longest the server may still work on a call after the client gave up; after a restart, a fresh window), never an answer other than exactly YES or NO{}</p>",
         if codes.is_empty() { ".".to_string() } else { format!(": {}.", codes.join(", ")) }
     );
-
+    verification_note(h, o);
     Ok(())
+}
+
+/// How the `DescribeDBInstanceInfo` quota went: reads per instance, polls, delay to YES.
+fn verification_note(h: &mut String, o: &Overview) {
+    let v = &o.verification;
+    let _ = write!(
+        h,
+        "<p>{} DescribeDBInstanceInfo reads for {} instances ({:.2} per instance; the preflight and one verification make 2); {} ({:.1} % of that quota) were polls of an attempt that did not show YES yet.",
+        v.reads,
+        o.total,
+        v.reads_per_instance(o.total),
+        v.polls,
+        100.0 * v.poll_share()
+    );
+    for (e, d) in &v.delay_to_yes {
+        let _ = write!(
+            h,
+            " At <code>{}</code>, an accepted Open showed YES {:.1} s after it was sent (median of {}; p90 {:.1} s).",
+            esc(e),
+            d.p50_ms as f64 / 1000.0,
+            d.n,
+            d.p90_ms as f64 / 1000.0
+        );
+    }
+    h.push_str("</p>");
 }
 
 /// Requests per second per action, against the limit.

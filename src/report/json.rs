@@ -44,6 +44,15 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
             "limit_per_s": o.limit_per_s,
             "max_requests_in_1s_window": o.max_window,
         },
+        "verification": {
+            "describe_reads": o.verification.reads,
+            "reads_per_instance": o.verification.reads_per_instance(o.total),
+            "polls": o.verification.polls,
+            "poll_share_of_describe_quota": o.verification.poll_share(),
+            "delay_to_yes_ms": o.verification.delay_to_yes.iter().map(|(e, d)| {
+                (e.clone(), json!({"n": d.n, "p50": d.p50_ms, "p90": d.p90_ms}))
+            }).collect::<serde_json::Map<String, Value>>(),
+        },
         "journal_chain_head": o.chain_head,
     });
     // The header object without its closing brace, then the instances array streamed.

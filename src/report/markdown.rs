@@ -102,6 +102,39 @@ fn ambiguous_and_rate(
     for (a, n) in &o.max_window {
         writeln!(out, "| {a} | {n} |")?;
     }
+    verification(out, o)?;
+    Ok(())
+}
+
+/// How the `DescribeDBInstanceInfo` quota went: reads per instance, polls, delay to YES.
+fn verification(out: &mut dyn Write, o: &Overview) -> std::io::Result<()> {
+    let v = &o.verification;
+    writeln!(out, "\n## Verification reads\n")?;
+    writeln!(
+        out,
+        "{} DescribeDBInstanceInfo reads for {} instances ({:.2} per instance; the preflight and one verification make 2). {} of them ({:.1} % of that quota) were polls of an attempt that did not show YES yet.\n",
+        v.reads,
+        o.total,
+        v.reads_per_instance(o.total),
+        v.polls,
+        100.0 * v.poll_share()
+    )?;
+    if !v.delay_to_yes.is_empty() {
+        writeln!(
+            out,
+            "| endpoint | accepted Open sent → YES read: instances | median | p90 |\n|---|---:|---:|---:|"
+        )?;
+        for (e, d) in &v.delay_to_yes {
+            writeln!(
+                out,
+                "| {} | {} | {:.1} s | {:.1} s |",
+                cell(e),
+                d.n,
+                d.p50_ms as f64 / 1000.0,
+                d.p90_ms as f64 / 1000.0
+            )?;
+        }
+    }
     Ok(())
 }
 

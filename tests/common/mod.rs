@@ -108,6 +108,9 @@ pub const FAST: &[&str] = &[
     "--allow-short-settle",
     "--verify-deadline",
     "5s",
+    // The test emulators show YES at once (or after a set propagation).
+    "--verify-first-read",
+    "200ms",
     "--yes",
 ];
 
