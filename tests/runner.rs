@@ -2025,3 +2025,61 @@ async fn verification_reads_go_where_yes_is_likely() {
         "{reads:.2} DescribeDBInstanceInfo reads per instance"
     );
 }
+
+/// Issue 10: a backend that shows YES at once is soon read at once. The
+/// schedule starts at 2 s here; if hits read at an older, larger estimate
+/// were all ignored, it would come down one step per round of feedback and
+/// the in-progress cap would hold the run to max_active / 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_shows_yes_at_once_is_soon_read_at_once() {
+    let n = 400;
+    let world = World::generate(&Generate {
+        count: n,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 11,
+        ..Generate::default()
+    });
+    let specs = specs_of(&world);
+    let rate = 100;
+    let emu = EmulatorThread::start(fast_config(rate), world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, rate);
+    config.verify_deadline = Duration::from_secs(30);
+    config.verify_first_read = Duration::from_secs(2);
+    config.max_active = 64;
+    let stop = runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let mut last: Vec<i64> = conn
+        .prepare(
+            "SELECT e.sent_at_ms - i.last_sent_at_ms FROM events e JOIN instances i ON i.instance_id = e.instance_id \
+             WHERE e.kind = 'VerifiedEncrypted' ORDER BY e.id DESC LIMIT 100",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(last.len(), 100);
+    last.sort_unstable();
+    assert!(
+        last[50] < 1000,
+        "the last 100 instances were read back a median {} ms after their Open was sent",
+        last[50]
+    );
+}

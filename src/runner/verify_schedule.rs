@@ -15,9 +15,12 @@
 //! - **Learn** by stochastic approximation of a quantile (Robbins–Monro, in
 //!   log space, gain g = 0.5): a first read that says `NO` raises the
 //!   estimate by a factor `e^(g(1 − α))` (1.6), one that says `YES` lowers it
-//!   by `e^(−gα)` (2.5 %), so it settles where a share `α` of first reads miss. A first read taken at a smaller
-//!   estimate than today's says nothing about today's when it misses, and is
-//!   ignored (so a burst of early misses cannot blow the estimate up).
+//!   by `e^(−gα)` (2.5 %), so it settles where a share `α` of first reads miss.
+//!   Feedback comes one estimate late, so a first read counts only when it
+//!   was taken within a factor two of today's estimate: a burst of misses
+//!   scheduled at an early, small estimate cannot blow it up, and a burst of
+//!   hits scheduled at a large one cannot sink it, yet the estimate can halve
+//!   or double within one round of feedback.
 //! - **After a miss**, the next read goes to the latest of: one second later,
 //!   one and a half times the time elapsed, the current estimate, and the
 //!   longest delay a missed instance has needed so far (the ceiling, which
@@ -93,16 +96,18 @@ impl VerifySchedule {
     /// A first read taken `used` after the accepted answer said `yes` or not.
     pub fn observe_first(&mut self, used: Duration, yes: bool) {
         self.seen = self.seen.saturating_add(1);
+        // Taken at an estimate too far from today's: says too little about it.
+        let relevant = if yes {
+            used <= self.estimate * 2
+        } else {
+            used * 2 >= self.estimate
+        };
+        if !relevant {
+            return;
+        }
         let factor = if yes {
-            if used > self.estimate {
-                // Read later than today's estimate (warm-up): says nothing of it.
-                return;
-            }
             (-GAIN * MISS_TARGET).exp()
         } else {
-            if used < self.estimate {
-                return;
-            }
             (GAIN * (1.0 - MISS_TARGET)).exp()
         };
         let mut next = self.estimate.mul_f64(factor).max(FLOOR);
@@ -207,23 +212,31 @@ mod tests {
     }
 
     #[test]
-    fn a_miss_at_an_older_smaller_estimate_is_ignored() {
+    fn reads_far_from_todays_estimate_are_ignored() {
+        let up = (GAIN * (1.0 - MISS_TARGET)).exp();
         let mut v = VerifySchedule::default();
-        v.observe_first(START, false);
-        let raised = v.estimate();
-        assert!(raised > START);
-        // A flood of misses scheduled before the raise says nothing new.
+        // A flood of misses scheduled at 10 s: they count until the estimate
+        // is past twice that, then say nothing new.
         for _ in 0..50 {
             v.observe_first(START, false);
         }
-        assert_eq!(v.estimate(), raised);
-        // A hit at (or under) today's estimate lowers it a little.
+        assert_eq!(v.estimate(), START.mul_f64(up * up));
+        // A hit at today's estimate lowers it a little.
+        let raised = v.estimate();
         v.observe_first(raised, true);
         assert!(v.estimate() < raised);
-        // A hit read later than today's estimate says nothing of it.
+        // A hit read later than twice today's estimate says nothing of it.
         let e = v.estimate();
         v.observe_first(e * 3, true);
         assert_eq!(v.estimate(), e);
+        // A flood of hits at an old, large estimate brings it down to half of
+        // that, not further, within one round.
+        let mut v = VerifySchedule::default();
+        for _ in 0..500 {
+            v.observe_first(START, true);
+        }
+        let e = v.estimate();
+        assert!(e < START / 2 && e > START / 3, "{e:?}");
     }
 
     #[test]
