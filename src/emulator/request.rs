@@ -204,20 +204,23 @@ fn admit(
     key: (String, String, String),
     micros: u64,
 ) -> Result<(), Response> {
-    let seen_count = inner
+    let seen = inner
         .seen
         .entry(key.clone())
-        .or_insert_with(|| SlidingWindow::new(1_000_000))
-        .push(micros);
+        .or_insert_with(|| SlidingWindow::new(1_000_000));
+    seen.push(micros);
+    // The busiest window so far, including the windows a late-stamped arrival
+    // falls in (not only the one ending at it).
+    let seen_max = seen.max();
     let limit = shared.config.rate_limits.get(action).copied().unwrap_or(0) as usize;
     let stats = inner.actions.entry(action.to_string()).or_default();
     stats.seen += 1;
-    stats.max_in_1s_window = stats.max_in_1s_window.max(seen_count);
+    stats.max_in_1s_window = stats.max_in_1s_window.max(seen_max);
     let window = inner
         .quota
         .entry(key)
         .or_insert_with(|| SlidingWindow::new(1_000_000));
-    if limit > 0 && window.count_at(micros) >= limit {
+    if limit > 0 && window.busiest_with(micros) > limit {
         inner.actions.get_mut(action).unwrap().throttled += 1;
         return Err(error(
             "RequestLimitExceeded",

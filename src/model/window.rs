@@ -51,6 +51,19 @@ impl SlidingWindow {
         self.count_ending(now)
     }
 
+    /// The busiest window that would hold an event at `t`, counting it, without
+    /// recording it: the window ending at `t`, and (for a late arrival) those
+    /// ending at later events.
+    pub fn busiest_with(&self, t: u64) -> usize {
+        let pos = self.times.partition_point(|x| *x <= t);
+        self.times
+            .range(pos..)
+            .take_while(|e| **e < t + self.width)
+            .map(|e| self.count_ending(*e))
+            .fold(self.count_ending(t), usize::max)
+            + 1
+    }
+
     /// Records an event at `now`; returns the count in the window ending at it,
     /// including it. The largest count of any window holding it goes into [`Self::max`].
     pub fn push(&mut self, now: u64) -> usize {
@@ -125,6 +138,29 @@ mod tests {
         }
         times.sort();
         assert_eq!(w.max(), max_in_window(times, 1000));
+    }
+
+    #[test]
+    fn busiest_with_counts_the_later_windows_a_late_arrival_falls_in() {
+        let mut w = SlidingWindow::new(1000);
+        for t in [100, 600, 1050] {
+            w.push(t);
+        }
+        // In order: the window ending at the new event.
+        assert_eq!(w.busiest_with(1200), 3);
+        // Stamped at 90 (recorded last): the window ending at 1050, (50, 1050],
+        // holds 100, 600, 1050 and it.
+        assert_eq!(w.busiest_with(90), 4);
+        assert_eq!(w.busiest_with(60), 4);
+        // At 40 it is outside that window; the one ending at 600 holds 100, 600 and it.
+        assert_eq!(w.busiest_with(40), 3);
+        let mut w = SlidingWindow::new(1000);
+        for t in [100, 600, 1050, 1060] {
+            w.push(t);
+        }
+        assert_eq!(w.busiest_with(55), 4);
+        assert_eq!(w.busiest_with(45), 3);
+        assert_eq!(w.count_at(1060), 4, "busiest_with records nothing");
     }
 
     #[test]

@@ -22,6 +22,10 @@ fn open_request(a: &Active) -> OpenDBInstanceEncryptionRequest {
 
 /// Commits the attempt to the journal before it may be sent.
 pub(super) async fn write_ahead(ctx: &Ctx, a: &mut Active) -> StepOutcome {
+    // A new attempt: what the schedule learns about the last one ends here.
+    a.accepted_at = None;
+    a.first_read = None;
+    a.missed_first = false;
     let request = serde_json::json!({
         "endpoint": a.cdb.host,
         "region": a.row.region,
