@@ -2083,3 +2083,52 @@ async fn a_backend_that_shows_yes_at_once_is_soon_read_at_once() {
         last[50]
     );
 }
+
+/// A new attempt's write-ahead forgets what the verification schedule knew of
+/// the last attempt: otherwise a retried attempt's YES would be measured from
+/// the old accept (minutes earlier) and inflate the endpoint's ceiling.
+#[tokio::test]
+async fn a_new_attempt_forgets_the_last_ones_schedule() {
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let id = "cdb-forget01";
+    let (emu, _dir, _path, journal) = one_instance_journal(id).await;
+    let config = run_config(&emu.url, 20);
+    let ctx = Arc::new(Ctx::new(
+        journal.clone(),
+        client(config.timeout),
+        config,
+        None,
+    ));
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let a = Active::from_row(
+        &rows[0],
+        fleetcrypt::api::Endpoint::parse(&emu.url).unwrap(),
+        None,
+    );
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    // The preflight NO clears the way for an attempt.
+    let r = execute(ctx.clone(), a, Step::PreflightRead, gate.clone()).await;
+    assert!(
+        matches!(r.next, Next::After(Step::Features, _)),
+        "{:?}",
+        r.next
+    );
+    let mut a = r.active;
+    // As if an earlier attempt had been accepted long ago and its first read missed.
+    a.accepted_at = Some(std::time::Instant::now() - Duration::from_secs(300));
+    a.first_read = Some(Duration::from_secs(10));
+    a.missed_first = true;
+    let r = execute(ctx.clone(), a, Step::WriteAhead, gate).await;
+    assert!(matches!(r.next, Next::After(Step::Send, _)), "{:?}", r.next);
+    assert_eq!(
+        (
+            r.active.accepted_at,
+            r.active.first_read,
+            r.active.missed_first
+        ),
+        (None, None, false)
+    );
+}
