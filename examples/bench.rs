@@ -695,6 +695,26 @@ fn report(n: usize) {
             u.code
         );
     }
+    // What an operator checking on an overnight run waits for (issue 10).
+    let journal = path.display().to_string();
+    for (label, args) in [
+        ("status", vec!["status"]),
+        ("status --json", vec!["status", "--json"]),
+        ("journal verify", vec!["journal", "verify"]),
+    ] {
+        let mut walls: Vec<f64> = (0..5)
+            .map(|_| {
+                let mut a = vec!["--journal".to_string(), journal.clone()];
+                a.extend(args.iter().map(|s| s.to_string()));
+                run_measured(&a).wall.as_secs_f64()
+            })
+            .collect();
+        walls.sort_by(f64::total_cmp);
+        println!(
+            "  {label:<20} median of 5: {:.3} s (min {:.3}, max {:.3})",
+            walls[2], walls[0], walls[4]
+        );
+    }
 }
 
 fn input(n: usize) {

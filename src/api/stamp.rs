@@ -5,7 +5,9 @@
 //! moment it was admitted: under CPU load a task can be admitted and then wait
 //! tens of milliseconds before hyper's connection task writes it. [`Stamped`]
 //! wraps a connection's I/O and, when armed, reports the time the first write
-//! after arming returned.
+//! after arming returned. Over plain TCP that is when the bytes are with the
+//! kernel; over TLS it is when rustls took them, which for a small request on
+//! an idle connection is the same moment (its records go out in that call).
 
 use std::io;
 use std::pin::Pin;

@@ -1,7 +1,7 @@
 //! Read-only queries. They take any connection, so `status` and `report` use a
 //! read-only one beside a live run, and the runner uses the writer's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection};
 
@@ -56,26 +56,28 @@ pub fn sends_since(
 /// Per action, the largest number of requests the journal shows in any sliding
 /// 1-second window for one endpoint (the unit a limit applies to).
 pub fn max_requests_in_1s_window(conn: &Connection) -> rusqlite::Result<BTreeMap<String, u64>> {
+    // In send order, which the covering index `events_sends` (migration 0005)
+    // gives without a sort or a table lookup (ordering by action and endpoint
+    // first sorted 300,000 rows at 100k instances); one window per (action,
+    // endpoint).
     let mut stmt = conn.prepare(
-        "SELECT action, endpoint, sent_at_ms FROM events WHERE sent_at_ms IS NOT NULL AND action IS NOT NULL ORDER BY action, endpoint, sent_at_ms",
+        "SELECT action, endpoint, sent_at_ms FROM events WHERE sent_at_ms IS NOT NULL AND action IS NOT NULL ORDER BY sent_at_ms",
     )?;
     let mut rows = stmt.query([])?;
-    let mut out: BTreeMap<String, u64> = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    let mut window = SlidingWindow::new(1000);
+    let mut windows: HashMap<(String, String), SlidingWindow> = HashMap::new();
     while let Some(r) = rows.next()? {
         let action: String = r.get(0)?;
         let endpoint: Option<String> = r.get(1)?;
-        let endpoint = endpoint.unwrap_or_default();
         let t: i64 = r.get(2)?;
-        let key = (action.clone(), endpoint);
-        if current.as_ref() != Some(&key) {
-            current = Some(key);
-            window = SlidingWindow::new(1000);
-        }
-        let n = window.push(t.max(0) as u64) as u64;
+        windows
+            .entry((action, endpoint.unwrap_or_default()))
+            .or_insert_with(|| SlidingWindow::new(1000))
+            .push(t.max(0) as u64);
+    }
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for ((action, _), w) in windows {
         let e = out.entry(action).or_insert(0);
-        *e = (*e).max(n);
+        *e = (*e).max(w.max() as u64);
     }
     Ok(out)
 }

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_run_timeout.sql"),
     include_str!("../../migrations/0003_run_settle.sql"),
     include_str!("../../migrations/0004_checked_vocabulary.sql"),
+    include_str!("../../migrations/0005_covering_send_index.sql"),
 ];
 
 fn unusable(path: &Path, reason: impl std::fmt::Display) -> JournalError {
