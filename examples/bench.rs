@@ -284,6 +284,16 @@ fn throughput(n: usize) {
     print_at_bound(&r);
 }
 
+/// A per-instance ground-truth counter, summed over the fleet.
+fn truth_total(truth: &serde_json::Value, field: &str) -> u64 {
+    truth["instances"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|i| i[field].as_u64().unwrap())
+        .sum()
+}
+
 /// Issue 10: `Encryption` turns `YES` 5–20 s (uniform, per instance) after an
 /// apply, Open latency 1–4 s. The bound: two `DescribeDBInstanceInfo` reads
 /// per instance at 20/s, plus the longest latency and propagation.
@@ -305,14 +315,7 @@ fn propagation(n: usize) {
         .values()
         .filter(|i| i["encrypted"].as_bool() == Some(true))
         .count();
-    let total = |field: &str| -> u64 {
-        t["instances"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|i| i[field].as_u64().unwrap())
-            .sum()
-    };
+    let total = |field: &str| truth_total(t, field);
     let reads = t["actions"]["DescribeDBInstanceInfo"]["seen"]
         .as_u64()
         .unwrap() as f64;
@@ -439,14 +442,7 @@ fn ambiguous(n: usize) {
     line("  of which at least one not applied", |i| i.not_applied > 0);
 
     let t = &r.truth;
-    let total = |field: &str| -> u64 {
-        t["instances"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|i| i[field].as_u64().unwrap())
-            .sum()
-    };
+    let total = |field: &str| truth_total(t, field);
     println!("  emulator ground truth:");
     println!(
         "    blind_open_calls          {}   (an Open re-sent with no read since the last one)",

@@ -114,14 +114,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The most sends in any window `[t, t + window)`; `times` sorted.
+    /// The most sends in any sliding window (the model's statistic); `times` sorted.
     fn count_max_in_window(times: &[Instant], window: Duration) -> usize {
-        let mut max = 0;
-        for (i, t) in times.iter().enumerate() {
-            let n = times[i..].iter().take_while(|u| **u < *t + window).count();
-            max = max.max(n);
-        }
-        max
+        let t0 = times.first().copied().unwrap_or_else(Instant::now);
+        crate::model::max_in_window(
+            times
+                .iter()
+                .map(|t| t.duration_since(t0).as_micros() as u64),
+            window.as_micros() as u64,
+        )
     }
 
     #[test]
