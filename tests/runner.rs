@@ -1134,6 +1134,33 @@ impl fleetcrypt::api::Gate for OpenGate {
     fn sent(&self, _at: std::time::Instant) {}
 }
 
+/// Every imported instance driven through preflight and its write-ahead, ready to send.
+async fn stage_for_send(
+    ctx: &Arc<runner::steps::Ctx>,
+    journal: &Journal,
+    url: &str,
+) -> Vec<runner::steps::Active> {
+    use runner::steps::{Active, Step};
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let ep = fleetcrypt::api::Endpoint::parse(url).unwrap();
+    let mut staged = Vec::new();
+    for row in &rows {
+        let a = Active::from_row(row, ep.clone(), None);
+        staged.push(
+            drive(
+                ctx,
+                a,
+                &[Step::PreflightRead, Step::Features, Step::WriteAhead],
+            )
+            .await,
+        );
+    }
+    staged
+}
+
 /// Runs `steps` for `a` one after another, requiring each to lead to the next
 /// and the last one to a `Send`.
 async fn drive(
@@ -1163,8 +1190,7 @@ async fn drive(
 /// backoff drawn from the retry envelope, not at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
-    use fleetcrypt::api::Endpoint;
-    use runner::steps::{execute, Active, Ctx, Heard, Next, Step};
+    use runner::steps::{execute, Ctx, Heard, Next, Step};
     let mut world = World::default();
     for id in ["cdb-step0001", "cdb-step0002"] {
         world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
@@ -1186,23 +1212,8 @@ async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
         config.clone(),
         None,
     ));
-    let rows = journal
-        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
-        .await
-        .unwrap();
-    let ep = Endpoint::parse(&emu.url).unwrap();
-    let mut staged = Vec::new();
-    for row in &rows {
-        let a = Active::from_row(row, ep.clone(), None);
-        staged.push(
-            drive(
-                &ctx,
-                a,
-                &[Step::PreflightRead, Step::Features, Step::WriteAhead],
-            )
-            .await,
-        );
-    }
+    let mut staged = stage_for_send(&ctx, &journal, &emu.url).await;
+    let ids: Vec<_> = staged.iter().map(|a| a.id().clone()).collect();
     let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
     let second = staged.pop().unwrap();
     let first = staged.pop().unwrap();
@@ -1243,7 +1254,7 @@ async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
         )
         .unwrap()
     };
-    let (state, outcome, sent, settles, next) = row(rows[0].instance_id.as_str());
+    let (state, outcome, sent, settles, next) = row(ids[0].as_str());
     assert_eq!(
         (state.as_str(), outcome.as_deref(), next),
         ("verifying", Some("accepted"), None)
@@ -1253,7 +1264,7 @@ async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
         config.settle.as_millis() as i64,
         "an accepted attempt settles one settle window after it was sent"
     );
-    let (state, outcome, _, answered, next) = row(rows[1].instance_id.as_str());
+    let (state, outcome, _, answered, next) = row(ids[1].as_str());
     assert_eq!(
         (state.as_str(), outcome.as_deref()),
         ("retry_wait", Some("rejected"))
@@ -1681,8 +1692,7 @@ async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_rese
 /// the instance fails at once (refused), naming the code and the budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_last_attempt_fails_the_instance_at_once() {
-    use fleetcrypt::api::Endpoint;
-    use runner::steps::{execute, Active, Ctx, Heard, Next, Step};
+    use runner::steps::{execute, Ctx, Heard, Next, Step};
     let mut world = World::default();
     for id in ["cdb-last0001", "cdb-last0002"] {
         world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
@@ -1704,23 +1714,8 @@ async fn a_throttled_last_attempt_fails_the_instance_at_once() {
         config,
         None,
     ));
-    let rows = journal
-        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
-        .await
-        .unwrap();
-    let ep = Endpoint::parse(&emu.url).unwrap();
-    let mut staged = Vec::new();
-    for row in &rows {
-        let a = Active::from_row(row, ep.clone(), None);
-        staged.push(
-            drive(
-                &ctx,
-                a,
-                &[Step::PreflightRead, Step::Features, Step::WriteAhead],
-            )
-            .await,
-        );
-    }
+    let mut staged = stage_for_send(&ctx, &journal, &emu.url).await;
+    let ids: Vec<_> = staged.iter().map(|a| a.id().clone()).collect();
     let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
     let second = staged.pop().unwrap();
     let first = staged.pop().unwrap();
@@ -1740,7 +1735,7 @@ async fn a_throttled_last_attempt_fails_the_instance_at_once() {
     let (state, outcome, code, message): (String, String, String, String) = conn
         .query_row(
             "SELECT state, last_outcome, last_error_code, last_error_message FROM instances WHERE instance_id = ?1",
-            [&rows[1].instance_id],
+            [&ids[1]],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
