@@ -691,6 +691,9 @@ fn report(n: usize) {
             u.code
         );
     }
+    if let Some(keep) = std::env::var_os("BENCH_KEEP_JOURNAL") {
+        std::fs::copy(&path, &keep).expect("copy the journal to BENCH_KEEP_JOURNAL");
+    }
     // What an operator checking on an overnight run waits for (issue 10).
     let journal = path.display().to_string();
     for (label, args) in [

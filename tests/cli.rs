@@ -200,6 +200,27 @@ fn sigint_drains_exits_130_and_resume_completes() {
     assert_eq!(truth.total_blind_open_calls(), 0);
     assert!(truth.action(OPEN_DB_INSTANCE_ENCRYPTION).max_in_1s_window <= 20);
     assert!(truth.action(DESCRIBE_DB_INSTANCE_INFO).max_in_1s_window <= 20);
+    // status shows how the read quota went, across both processes (issue 10).
+    let mut s = env.cmd(SECRET_KEY);
+    s.args(["status", "--json"]);
+    let o = output(s);
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = &status["verification"];
+    let reads = truth.action(DESCRIBE_DB_INSTANCE_INFO).seen;
+    assert_eq!(v["describe_reads"], reads, "{v}");
+    assert!((v["reads_per_instance"].as_f64().unwrap() - reads as f64 / 300.0).abs() < 0.001);
+    let delays = v["delay_to_yes_ms"].as_object().unwrap();
+    assert_eq!(delays.len(), 1, "{v}");
+    let mut s = env.cmd(SECRET_KEY);
+    s.arg("status");
+    let t = text(&output(s));
+    assert!(
+        t.contains(&format!(
+            "verification: {reads} DescribeDBInstanceInfo read(s)"
+        )),
+        "{t}"
+    );
+    assert!(t.contains("delay to YES at "), "{t}");
 }
 
 /// The chaos test: a 30 % mix of every Open fault (late applies included), failed

@@ -160,6 +160,10 @@ async fn reports_agree_with_ground_truth_and_are_safe() {
     );
     assert!(d["p50"].as_i64().unwrap() <= d["p90"].as_i64().unwrap());
     let conn = schema::open_reader(&path).unwrap();
+    assert_eq!(
+        fleetcrypt::journal::read::verification(&conn).unwrap(),
+        fleetcrypt::journal::read::verification_from_events(&conn).unwrap()
+    );
     assert_eq!(j["journal_chain_head"], chain::head(&conn).unwrap());
     let mut kms_failed = 0;
     for i in j["instances"].as_array().unwrap() {

@@ -2015,9 +2015,79 @@ async fn verification_reads_go_where_yes_is_likely() {
     );
     let reads = truth.action(DESCRIBE_DB_INSTANCE_INFO).seen as f64 / n as f64;
     eprintln!("{reads:.3} DescribeDBInstanceInfo reads per instance");
+    // The counters the writer keeps (what `status` reads) say what the events say.
+    let counted = read::verification(&conn).unwrap();
+    assert_eq!(counted, read::verification_from_events(&conn).unwrap());
+    assert_eq!(counted.reads, truth.action(DESCRIBE_DB_INSTANCE_INFO).seen);
+    assert!(
+        counted.polls > 0,
+        "no poll: the counters' polls are not tested"
+    );
+    assert_eq!(
+        counted.delay_to_yes.values().map(|d| d.n).sum::<u64>(),
+        n as u64
+    );
     assert!(
         reads <= 2.3,
         "{reads:.2} DescribeDBInstanceInfo reads per instance"
+    );
+}
+
+/// Issue 10: a resumed run starts verifying where the journal shows YES came,
+/// not at the documented 10 s: a second run on the same journal, started with
+/// the 10 s default, reads its instances back seconds after their Opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_verifies_where_the_journal_saw_yes() {
+    let n = 60;
+    let world = World::generate(&Generate {
+        count: n,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 12,
+        ..Generate::default()
+    });
+    let specs = specs_of(&world);
+    let rate = 20;
+    let mut cfg = fast_config(rate);
+    cfg.propagation = fleetcrypt::emulator::Latency::fixed(Duration::from_millis(1500));
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    let mut config = run_config(&emu.url, rate);
+    config.verify_deadline = Duration::from_secs(60);
+    for (batch, first_read) in [(&specs[..n / 2], 1500), (&specs[n / 2..], 10_000)] {
+        journal.import(batch.to_vec()).await.unwrap();
+        config.verify_first_read = Duration::from_millis(first_read);
+        let stop = runner::run(
+            &journal,
+            &client(config.timeout),
+            &config,
+            None,
+            CancellationToken::new(),
+            Arc::new(Counters::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stop, None);
+    }
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let second: Vec<i64> = conn
+        .prepare(
+            "SELECT i.delay_to_yes_ms FROM instances i WHERE i.seq > ?1 AND i.state = 'encrypted' ORDER BY i.delay_to_yes_ms",
+        )
+        .unwrap()
+        .query_map([(n / 2) as i64], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(second.len(), n / 2);
+    assert!(
+        second[second.len() - 1] < 8_000,
+        "the second run read its Opens back up to {} ms after they were sent: it started from 10 s, not from the journal",
+        second[second.len() - 1]
     );
 }
 
@@ -2126,4 +2196,41 @@ async fn a_new_attempt_forgets_the_last_ones_schedule() {
         ),
         (None, None, false)
     );
+}
+
+/// A first verification read that fails (here: no connection) teaches the
+/// schedule nothing: the read after it comes later than planned, so it is not
+/// counted as the first read at the schedule's delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_read_teaches_the_schedule_nothing() {
+    use runner::steps::{execute, Active, Ctx, Next, Step};
+    let id = "cdb-fail0001";
+    let (emu, _dir, _path, journal) = one_instance_journal(id).await;
+    let config = run_config(&emu.url, 20);
+    let ctx = Arc::new(Ctx::new(
+        journal.clone(),
+        client(config.timeout),
+        config,
+        None,
+    ));
+    let rows = journal
+        .query(|c| fleetcrypt::journal::load_active(c, 0, 10))
+        .await
+        .unwrap();
+    let cdb = fleetcrypt::api::Endpoint::parse(&emu.url).unwrap();
+    let mut a = Active::from_row(&rows[0], cdb.clone(), None);
+    let gate: Arc<dyn fleetcrypt::api::Gate> = Arc::new(OpenGate);
+    for step in [Step::PreflightRead, Step::WriteAhead, Step::Send] {
+        a = execute(ctx.clone(), a, step, gate.clone()).await.active;
+    }
+    assert!(a.first_read.is_some(), "the Open was not accepted");
+    a.cdb = fleetcrypt::api::Endpoint::parse("http://127.0.0.1:1").unwrap();
+    let r = execute(ctx.clone(), a, Step::VerifyRead, gate.clone()).await;
+    assert!(
+        matches!(r.next, Next::After(Step::VerifyRead, _)),
+        "{:?}",
+        r.next
+    );
+    assert_eq!(r.active.read_failures, 1);
+    assert_eq!(r.active.first_read, None);
 }

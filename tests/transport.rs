@@ -70,12 +70,7 @@ async fn info(c: &Client, ep: &Endpoint, gate: Option<&dyn Gate>) -> Called<Stri
             .await
         }
     };
-    Called {
-        sent_at_ms: called.sent_at_ms,
-        sent_at: called.sent_at,
-        latency: called.latency,
-        result: called.result.map(|a| a.data.encryption),
-    }
+    called.map(|r| r.map(|a| a.data.encryption))
 }
 
 async fn raw_call(c: &Client, ep: &Endpoint) -> Called<fleetcrypt::api::Answer<Value>> {
@@ -363,6 +358,8 @@ async fn the_gate_is_told_of_the_send_at_the_write_not_at_the_answer() {
     assert_eq!(r.result.as_deref(), Ok("NO"), "{:?}", r.result);
     let (admitted, sent) = (gate.admitted(), gate.sent());
     assert_eq!(sent.len(), 1);
+    // An Open's settle clock starts at that same write, not before it.
+    assert_eq!(r.written_at, sent[0].max(r.sent_at));
     assert!(
         sent[0].saturating_duration_since(admitted[0]) < Duration::from_millis(200),
         "reported {:?} after admission: at the answer, not at the write",
@@ -384,6 +381,7 @@ async fn the_gate_is_told_of_the_send_at_the_write_not_at_the_answer() {
     );
     let (admitted, sent) = (gate.admitted(), gate.sent());
     assert_eq!(sent.len(), 1);
+    assert_eq!(r.written_at, sent[0].max(r.sent_at));
     assert!(sent[0].saturating_duration_since(admitted[0]) < Duration::from_millis(200));
 }
 

@@ -82,9 +82,27 @@ pub struct Called<T> {
     /// Monotonic send time: taken after the gate admitted the request and it was
     /// signed, right before it is written. For `NotSent`, the moment of the failure.
     pub sent_at: Instant,
+    /// When the request's first write returned (its bytes were with the
+    /// kernel), never before `sent_at`; when that is not known (the write did
+    /// not finish), the end of the exchange. The server cannot have started on
+    /// the request before it, so an Open's settle clock starts here.
+    pub written_at: Instant,
     /// From `sent_at` to the answer (zero for `NotSent`).
     pub latency: Duration,
     pub result: Result<T, Failure>,
+}
+
+impl<T> Called<T> {
+    /// The same call with its result mapped.
+    pub fn map<U>(self, f: impl FnOnce(Result<T, Failure>) -> Result<U, Failure>) -> Called<U> {
+        Called {
+            sent_at_ms: self.sent_at_ms,
+            sent_at: self.sent_at,
+            written_at: self.written_at,
+            latency: self.latency,
+            result: f(self.result),
+        }
+    }
 }
 
 /// A successful answer: the `Response` object, including `RequestId`.
@@ -116,9 +134,11 @@ fn connect_delay_from(value: Option<&str>) -> Result<Option<Duration>, ClientErr
 }
 
 fn not_sent<T>(message: String) -> Called<T> {
+    let now = Instant::now();
     Called {
         sent_at_ms: now_ms(),
-        sent_at: Instant::now(),
+        sent_at: now,
+        written_at: now,
         latency: Duration::ZERO,
         result: Err(Failure::NotSent(message)),
     }
@@ -234,26 +254,16 @@ impl Client {
                 gate,
             )
             .await;
-        let Called {
-            sent_at_ms,
-            sent_at,
-            latency,
-            result,
-        } = called;
-        let result = result.and_then(|a| {
-            serde_json::from_value::<R>(a.data)
-                .map(|data| Answer {
-                    request_id: a.request_id.clone(),
-                    data,
-                })
-                .map_err(|e| Failure::Unreadable(format!("unexpected {action} response: {e}")))
-        });
-        Called {
-            sent_at_ms,
-            sent_at,
-            latency,
-            result,
-        }
+        called.map(|result| {
+            result.and_then(|a| {
+                serde_json::from_value::<R>(a.data)
+                    .map(|data| Answer {
+                        request_id: a.request_id.clone(),
+                        data,
+                    })
+                    .map_err(|e| Failure::Unreadable(format!("unexpected {action} response: {e}")))
+            })
+        })
     }
 
     /// Signs and sends; `version` lets `fleetcrypt call` reach other products.
@@ -430,9 +440,11 @@ impl Client {
         let written = conn.written.clone();
         let wrote = written.arm();
         let report = async move {
+            let at = wrote.await.unwrap_or_else(|_| Instant::now());
             if let Some(admission) = admission {
-                admission.report(wrote.await.unwrap_or_else(|_| Instant::now()));
+                admission.report(at);
             }
+            at
         };
         let sent_at = Instant::now();
         let sent_at_ms = now_ms();
@@ -441,7 +453,8 @@ impl Client {
             written.disarm();
             outcome
         };
-        let (outcome, ()) = tokio::join!(exchange, report);
+        let (outcome, written_at) = tokio::join!(exchange, report);
+        let written_at = written_at.max(sent_at);
         let latency = sent_at.elapsed();
         let result = match outcome {
             Err(_) => Err(Failure::NoAnswer(format!(
@@ -459,6 +472,7 @@ impl Client {
         Called {
             sent_at_ms,
             sent_at,
+            written_at,
             latency,
             result,
         }

@@ -27,7 +27,53 @@ pub(super) struct Status {
     instances_per_s_last_minute: f64,
     eta_s: Option<u64>,
     max_requests_in_1s_window: BTreeMap<String, u64>,
+    verification: VerificationSummary,
     failures: Vec<FailureSummary>,
+}
+
+/// How the `DescribeDBInstanceInfo` quota went on verification (issue 10): the
+/// same figures as the report's.
+#[derive(Debug, Serialize)]
+struct VerificationSummary {
+    describe_reads: u64,
+    reads_per_instance: f64,
+    polls: u64,
+    poll_share_of_describe_quota: f64,
+    /// Per endpoint: from an accepted Open's send to the read that saw `YES`.
+    delay_to_yes_ms: BTreeMap<String, DelaySummary>,
+}
+
+#[derive(Debug, Serialize)]
+struct DelaySummary {
+    n: u64,
+    p50: i64,
+    p90: i64,
+}
+
+impl VerificationSummary {
+    fn of(v: read::Verification, total: u64) -> VerificationSummary {
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        VerificationSummary {
+            describe_reads: v.reads,
+            reads_per_instance: round(v.reads_per_instance(total)),
+            polls: v.polls,
+            poll_share_of_describe_quota: round(v.poll_share()),
+            delay_to_yes_ms: v
+                .delay_to_yes
+                .into_iter()
+                .map(|(e, d)| {
+                    (
+                        e,
+                        DelaySummary {
+                            n: d.n,
+                            p50: d.p50_ms,
+                            p90: d.p90_ms,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +141,7 @@ impl Status {
             instances_per_s_last_minute: (rate * 100.0).round() / 100.0,
             eta_s: (rate > 0.0).then(|| (pending as f64 / rate).round() as u64),
             max_requests_in_1s_window: read::max_requests_in_1s_window(conn)?,
+            verification: VerificationSummary::of(read::verification(conn)?, total),
             failures,
         })
     }
@@ -127,6 +174,26 @@ impl fmt::Display for Status {
                 .map(|s| format!("{s}s"))
                 .unwrap_or_else(|| "-".into())
         )?;
+        let v = &self.verification;
+        if v.describe_reads > 0 {
+            writeln!(
+                f,
+                "verification: {} DescribeDBInstanceInfo read(s), {:.2} per instance; {} poll(s) ({:.1} % of that quota)",
+                v.describe_reads,
+                v.reads_per_instance,
+                v.polls,
+                v.poll_share_of_describe_quota * 100.0
+            )?;
+            for (endpoint, d) in &v.delay_to_yes_ms {
+                writeln!(
+                    f,
+                    "  delay to YES at {endpoint}: median {:.1} s, p90 {:.1} s ({} instance(s))",
+                    d.p50 as f64 / 1000.0,
+                    d.p90 as f64 / 1000.0,
+                    d.n
+                )?;
+            }
+        }
         if !self.failures.is_empty() {
             writeln!(f, "failures:")?;
             for x in &self.failures {

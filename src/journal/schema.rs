@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_run_settle.sql"),
     include_str!("../../migrations/0004_checked_vocabulary.sql"),
     include_str!("../../migrations/0005_covering_send_index.sql"),
+    include_str!("../../migrations/0006_verification_counters.sql"),
 ];
 
 fn unusable(path: &Path, reason: impl std::fmt::Display) -> JournalError {
@@ -352,5 +353,100 @@ mod tests {
         }
         assert!(instance(n + 1, "pending", Some("accept")).is_err());
         assert!(instance(n + 2, "finished", None).is_err());
+    }
+    /// Migration 0006 fills each instance's verification counters from the
+    /// events already written, with the same definitions as the event scan
+    /// that an older journal is still read with.
+    #[test]
+    fn the_verification_counters_are_filled_in_from_the_events() {
+        use crate::journal::read;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            for m in &MIGRATIONS[..5] {
+                c.execute_batch(m).unwrap();
+            }
+            c.pragma_update(None, "user_version", 5).unwrap();
+            let instance = |id: &str, seq: i64, outcome: Option<&str>, sent: Option<i64>| {
+                c.execute(
+                    "INSERT INTO instances (instance_id, seq, region, state, last_outcome, last_sent_at_ms, imported_at_ms, updated_at_ms) VALUES (?1, ?2, 'ap-guangzhou', 'encrypted', ?3, ?4, 1, 1)",
+                    rusqlite::params![id, seq, outcome, sent],
+                )
+                .unwrap();
+            };
+            instance("cdb-00000001", 1, Some("accepted"), Some(1_000));
+            instance("cdb-00000002", 2, Some("ambiguous"), Some(2_000));
+            instance("cdb-00000003", 3, None, None);
+            let event = |id: &str,
+                         kind: &str,
+                         from: &str,
+                         action: Option<&str>,
+                         sent: Option<i64>| {
+                c.execute(
+                    "INSERT INTO events (at_ms, instance_id, kind, from_state, action, endpoint, sent_at_ms, prev_hash, hash) VALUES (1, ?1, ?2, ?3, ?4, 'cdb.ap-guangzhou.tencentcloudapi.com', ?5, '', '')",
+                    rusqlite::params![id, kind, from, action, sent],
+                )
+                .unwrap();
+            };
+            let d = Some("DescribeDBInstanceInfo");
+            // 1: preflight, Open accepted, two polls, YES 7.5 s after the Open.
+            event("cdb-00000001", "ReadNotEncrypted", "pending", d, Some(500));
+            event(
+                "cdb-00000001",
+                "AttemptAnswered",
+                "requesting",
+                Some("OpenDBInstanceEncryption"),
+                Some(1_000),
+            );
+            event("cdb-00000001", "ApiCalled", "verifying", d, Some(3_000));
+            event(
+                "cdb-00000001",
+                "ReadNotEncrypted",
+                "verifying",
+                d,
+                Some(5_000),
+            );
+            event(
+                "cdb-00000001",
+                "VerifiedEncrypted",
+                "verifying",
+                d,
+                Some(8_500),
+            );
+            // 2: an ambiguous Open verified YES: a read, not a delay to YES.
+            event(
+                "cdb-00000002",
+                "ReadNotEncrypted",
+                "pending",
+                d,
+                Some(1_500),
+            );
+            event(
+                "cdb-00000002",
+                "VerifiedEncrypted",
+                "verifying",
+                d,
+                Some(4_000),
+            );
+            // 3: found encrypted at preflight; one read not sent is not counted.
+            event(
+                "cdb-00000003",
+                "FoundAlreadyEncrypted",
+                "pending",
+                d,
+                Some(100),
+            );
+            event("cdb-00000003", "PreflightFailed", "pending", d, None);
+        }
+        let before = read::verification(&open_reader(&path).unwrap()).unwrap();
+        drop(open_writer(&path).unwrap());
+        let conn = open_reader(&path).unwrap();
+        let after = read::verification(&conn).unwrap();
+        assert_eq!(after, before);
+        assert_eq!(after, read::verification_from_events(&conn).unwrap());
+        assert_eq!((after.reads, after.polls), (7, 2));
+        let d = &after.delay_to_yes["cdb.ap-guangzhou.tencentcloudapi.com"];
+        assert_eq!((d.n, d.p50_ms, d.p90_ms), (1, 7_500, 7_500));
     }
 }

@@ -182,6 +182,8 @@ pub async fn run(
         config.clone(),
         run_id,
     ));
+    // On resume, verification starts from the delays the journal has seen.
+    ctx.seed_schedules(&journal.query(read::verification).await?.delay_to_yes);
     dispatcher::Dispatcher::new(ctx, counters)
         .run(shutdown)
         .await

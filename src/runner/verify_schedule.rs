@@ -79,6 +79,19 @@ impl VerifySchedule {
         }
     }
 
+    /// A schedule that starts from what an earlier run on this journal saw
+    /// (on resume): the p90 of its accepted-Open → `YES` delays, which sits
+    /// near where that run's estimate had settled (most of its first reads
+    /// found `YES` at the estimate). With at least [`WARM_UP`] of them there is
+    /// no warm-up; the estimate goes on learning from this run as usual.
+    pub fn learned_from(n: u64, p90: Duration) -> Self {
+        VerifySchedule {
+            estimate: p90.max(FLOOR),
+            seen: n.min(WARM_UP as u64) as u32,
+            ..VerifySchedule::default()
+        }
+    }
+
     /// The current estimate of the (1 − α) quantile.
     pub fn estimate(&self) -> Duration {
         self.estimate
@@ -176,6 +189,19 @@ mod tests {
             misses as f64 / half,
             reads as f64 / half,
         )
+    }
+
+    /// On resume the schedule starts where the journal saw YES, without the
+    /// warm-up once it has seen enough; with too little, the warm-up remains.
+    #[test]
+    fn a_schedule_learned_from_the_journal_skips_the_warm_up() {
+        let mut v = VerifySchedule::learned_from(40, s(3.0));
+        assert_eq!(v.estimate(), s(3.0));
+        assert!((0..8).all(|_| v.first_read() == s(3.0)));
+        let mut v = VerifySchedule::learned_from(2, s(3.0));
+        let reads: Vec<Duration> = (0..4).map(|_| v.first_read()).collect();
+        assert_eq!(reads, [s(3.0), s(6.0), s(6.0), s(6.0)]);
+        assert_eq!(VerifySchedule::learned_from(9, s(0.0)).estimate(), FLOOR);
     }
 
     #[test]

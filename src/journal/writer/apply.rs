@@ -64,6 +64,13 @@ pub(super) fn apply(
             expected: now.state,
         });
     }
+    if let Some(call) = c
+        .call
+        .as_ref()
+        .filter(|k| k.action == Action::DescribeDBInstanceInfo)
+    {
+        update.count_read(call, ev.kind == EventKind::VerifiedEncrypted.as_str())?;
+    }
     append_event(conn, chain, ev)?;
     // The row as it now stands is the one truth about the instance.
     Ok(conn
@@ -268,6 +275,28 @@ impl Update<'_> {
                 kms_error as i64,
                 self.at,
                 self.from
+            ])
+    }
+
+    /// Counts a `DescribeDBInstanceInfo` read (schema version 6): a poll when it
+    /// was read while verifying and did not find `YES`; a read that found `YES`
+    /// after an accepted Open keeps the delay from that Open's send.
+    fn count_read(&self, call: &CallRecord, found_yes: bool) -> rusqlite::Result<usize> {
+        let poll = self.from == State::Verifying && !found_yes;
+        self.conn
+            .prepare_cached(
+                "UPDATE instances SET describe_reads = describe_reads + 1, polls = polls + ?2, \
+                 yes_endpoint = CASE WHEN ?3 AND last_outcome = ?6 AND last_sent_at_ms IS NOT NULL THEN ?4 ELSE yes_endpoint END, \
+                 delay_to_yes_ms = CASE WHEN ?3 AND last_outcome = ?6 AND last_sent_at_ms IS NOT NULL THEN max(?5 - last_sent_at_ms, 0) ELSE delay_to_yes_ms END \
+                 WHERE instance_id = ?1",
+            )?
+            .execute(params![
+                self.id,
+                poll as i64,
+                found_yes,
+                call.endpoint,
+                call.sent_at_ms,
+                Disposition::Accepted
             ])
     }
 

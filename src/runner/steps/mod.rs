@@ -14,7 +14,7 @@ mod read;
 mod send;
 mod verify;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -247,6 +247,9 @@ struct Reply<R> {
     rec: CallRecord,
     /// Monotonic send time (after the gate, right before the write).
     sent_at: Instant,
+    /// When the write went through (see [`Called::written_at`]): an Open's
+    /// settle clock starts here.
+    written_at: Instant,
     heard: Heard,
 }
 
@@ -303,6 +306,19 @@ impl Ctx {
             config,
             run_id,
             schedules: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts each endpoint's verification schedule from what the journal
+    /// already shows of it (an earlier run's delays to `YES`), where it shows
+    /// anything.
+    pub fn seed_schedules(&self, learned: &BTreeMap<String, crate::journal::read::DelayStats>) {
+        let mut all = self.schedules.lock().unwrap_or_else(|e| e.into_inner());
+        for (host, d) in learned.iter().filter(|(_, d)| d.n > 0) {
+            all.insert(
+                host.clone(),
+                VerifySchedule::learned_from(d.n, Duration::from_millis(d.p90_ms.max(0) as u64)),
+            );
         }
     }
 
@@ -384,6 +400,7 @@ impl Ctx {
             result: called.result.map(|a| a.data),
             rec,
             sent_at: called.sent_at,
+            written_at: called.written_at,
         }
     }
 

@@ -141,6 +141,9 @@ pub(super) async fn read_failed(
         _ => {
             ctx.apply(a, Fact::Called, Some(rec)).await?;
             a.read_failures += 1;
+            // A first verification read that failed says nothing of where YES
+            // shows; the read after it, later than planned, is not a first read.
+            a.first_read = None;
             if a.read_failures > 2 * ctx.config.max_attempts {
                 let message = format!(
                     "{} kept failing ({} times), last {code}: {message}",

@@ -54,9 +54,12 @@ pub(super) async fn send(ctx: &Ctx, a: &mut Active, gate: &dyn Gate) -> StepOutc
         )
         .await;
     a.polls = 0;
+    // The server cannot have started on the Open before its bytes left: the
+    // settle clock and the verify deadline run from the write (the later time).
+    let sent_at = reply.written_at;
     let next = match reply.result {
-        Ok(_) => accepted(ctx, a, reply.sent_at, reply.rec).await?,
-        Err(failure) => answered_error(ctx, a, failure, reply.sent_at, reply.rec).await?,
+        Ok(_) => accepted(ctx, a, sent_at, reply.rec).await?,
+        Err(failure) => answered_error(ctx, a, failure, sent_at, reply.rec).await?,
     };
     Ok(Stepped::new(reply.heard, next))
 }
