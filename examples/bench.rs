@@ -11,7 +11,8 @@
 //! The runner and the emulator run as separate processes (the real binary), so
 //! the runner's peak RSS and CPU time are its own (from wait4's rusage).
 //! `FLEETCRYPT_RUNNER_BIN` runs another build as the runner (an older commit,
-//! for a before/after) against this build's emulator.
+//! for a before/after) against this build's emulator; `BENCH_EXTRA_ARGS`
+//! (space-separated) adds flags to its command line (e.g. `--ramp-start 0`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -75,8 +76,13 @@ fn run_measured(args: &[String]) -> Usage {
     let runner = std::env::var("FLEETCRYPT_RUNNER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|_| bin());
+    let extra: Vec<String> = std::env::var("BENCH_EXTRA_ARGS")
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let is_job = args.iter().any(|a| a == "run" || a == "resume");
     let child = Command::new(runner)
         .args(args)
+        .args(if is_job { extra } else { Vec::new() })
         .env("TENCENTCLOUD_SECRET_ID", ID)
         .env("TENCENTCLOUD_SECRET_KEY", KEY)
         .stdin(Stdio::null())

@@ -46,6 +46,8 @@ fn run_config(url: &str) -> RunConfig {
         check_kms: true,
         // The emulator here shows YES at once.
         verify_first_read: Duration::from_millis(100),
+        // Faults here are heavy on purpose; the error budget has its own tests.
+        rollout: no_error_budget(),
         ..RunConfig::default()
     }
 }

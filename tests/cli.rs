@@ -258,6 +258,7 @@ fn kill_9_at_random_moments_loses_nothing_and_resends_nothing_blind() {
         let mut c = env.cmd(SECRET_KEY);
         c.env("FLEETCRYPT_FAULT_CONNECT_DELAY_MS", "100")
             .args(run_args(&fleet, rate))
+            .args(NO_BUDGET)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = c.spawn().unwrap();
@@ -273,7 +274,7 @@ fn kill_9_at_random_moments_loses_nothing_and_resends_nothing_blind() {
         eprintln!("round {round}: killed after {ms} ms");
     }
     let mut c = env.cmd(SECRET_KEY);
-    c.args(run_args(&fleet, rate));
+    c.args(run_args(&fleet, rate)).args(NO_BUDGET);
     let o = output(c);
     assert!(matches!(o.status.code(), Some(0) | Some(1)), "{}", text(&o));
 
@@ -452,6 +453,7 @@ fn a_second_ctrl_c_exits_at_once_and_resume_is_still_safe() {
         "--verify-deadline",
         "25s",
     ])
+    .args(NO_BUDGET)
     .stdout(Stdio::null())
     .stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
@@ -471,7 +473,7 @@ fn a_second_ctrl_c_exits_at_once_and_resume_is_still_safe() {
 
     // The resume's own Opens hang too: its window must cover the 6.4 s worst case.
     let mut r = env.cmd(SECRET_KEY);
-    r.arg("resume").args([
+    r.arg("resume").args(NO_BUDGET).args([
         "--rate",
         "40",
         "--timeout",

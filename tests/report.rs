@@ -73,6 +73,7 @@ async fn journal_of_a_run(dir: &std::path::Path) -> (std::path::PathBuf, Emulato
         retry_backoff: runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(300)),
         poll_backoff: runner::Backoff::new(Duration::from_millis(100), Duration::from_millis(300)),
         verify_first_read: Duration::from_millis(100),
+        rollout: no_error_budget(),
         ..RunConfig::default()
     };
     let client = Client::new(

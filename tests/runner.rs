@@ -29,6 +29,8 @@ fn run_config(url: &str, rate: u32) -> RunConfig {
         drain_limit: Duration::from_secs(5),
         // The emulator here shows YES at once (or after a set propagation).
         verify_first_read: Duration::from_millis(100),
+        // Faults here are heavy on purpose; the error budget has its own tests.
+        rollout: no_error_budget(),
         ..RunConfig::default()
     }
 }
@@ -271,7 +273,8 @@ async fn operation_denied_then_yes_is_success() {
     assert_eq!(code.as_deref(), Some("OperationDenied"));
 }
 
-/// With --check-kms, a disabled custom key fails the instance in preflight: no Open is sent.
+/// With the key check (the default), a disabled custom key fails the instance
+/// in preflight: no Open is sent, and each distinct key costs one DescribeKey.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_kms_fails_disabled_keys_before_any_write() {
     let world = World::generate(&Generate {
@@ -300,6 +303,8 @@ async fn check_kms_fails_disabled_keys_before_any_write() {
         .map(|i| i.id.clone())
         .collect();
     assert!(!disabled.is_empty());
+    let distinct_keys = world.keys.len();
+    assert_eq!(distinct_keys, 6);
     let emu = EmulatorThread::start(fast_config(20), world);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
@@ -340,7 +345,12 @@ async fn check_kms_fails_disabled_keys_before_any_write() {
     }
     let encrypted = truth.instances.values().filter(|i| i.encrypted).count();
     assert_eq!(encrypted, 30 - disabled.len());
-    assert!(truth.action(fleetcrypt::api::kms::DESCRIBE_KEY).accepted >= 30);
+    // Each distinct key was asked about once (issue 12): six keys (an enabled and
+    // a disabled one in each of three regions), 30 instances.
+    assert_eq!(
+        truth.action(fleetcrypt::api::kms::DESCRIBE_KEY).seen,
+        distinct_keys as u64
+    );
 }
 
 /// A run with --settle 3s died with an attempt in flight; resuming with
@@ -2233,4 +2243,70 @@ async fn a_failed_first_read_teaches_the_schedule_nothing() {
     );
     assert_eq!(r.active.read_failures, 1);
     assert_eq!(r.active.first_read, None);
+}
+
+/// Issue 11's ramp: an endpoint starts with `ramp_start` Opens unanswered at a
+/// time, and each accepted answer allows one more. With Opens taking 1 s to
+/// answer, the first second sees exactly two Opens (without the ramp, the
+/// preflight reads would have let about twenty go); by the end every
+/// instance is encrypted, nothing sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_ramp_up_as_answers_succeed() {
+    let n = 40;
+    let world = World::generate(&Generate {
+        count: n,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        seed: 13,
+        ..Generate::default()
+    });
+    let specs = specs_of(&world);
+    let rate = 40;
+    let mut cfg = fast_config(rate);
+    cfg.latency.insert(
+        OPEN_DB_INSTANCE_ENCRYPTION.into(),
+        fleetcrypt::emulator::Latency::fixed(Duration::from_millis(1000)),
+    );
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    let mut config = run_config(&emu.url, rate);
+    config.rollout.ramp_start = Some(2);
+    let stop = runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stop, None);
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let sends: Vec<i64> = conn
+        .prepare(
+            "SELECT sent_at_ms FROM events WHERE action = 'OpenDBInstanceEncryption' AND sent_at_ms IS NOT NULL ORDER BY sent_at_ms",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(sends.len(), n, "one Open per instance");
+    let first_second = sends.iter().filter(|t| **t < sends[0] + 900).count();
+    assert_eq!(first_second, 2, "Opens in the first 900 ms: {sends:?}");
+    // Each accepted answer allowed one more: the second second has up to four.
+    let second = sends
+        .iter()
+        .filter(|t| **t >= sends[0] + 900 && **t < sends[0] + 1900)
+        .count();
+    assert!((2..=4).contains(&second), "second second: {second}");
+    let truth = emu.truth();
+    assert!(truth.instances.values().all(|i| i.encrypted));
+    assert_eq!(truth.total_blind_open_calls(), 0);
 }

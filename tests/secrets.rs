@@ -206,6 +206,7 @@ fn no_secret_reaches_any_file_or_output() {
     let fleet_arg = fleet.display().to_string();
     let mut run: Vec<&str> = vec!["run", "--instances", &fleet_arg, "--rate", "20"];
     run.extend(FAST);
+    run.extend(NO_BUDGET);
     // While it runs, scan the scratch directory over and over: the journal's
     // -wal and -shm exist only while it is open.
     let logs = tempfile::tempdir().unwrap();

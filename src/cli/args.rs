@@ -152,15 +152,21 @@ pub struct JobArgs {
     /// Send each instance's calls to cdb.<region>.tencentcloudapi.com (one quota per region).
     #[arg(long)]
     pub regional_endpoints: bool,
-    /// Check custom KMS keys with kms DescribeKey before the request.
-    #[arg(long)]
+    /// Check custom KMS keys with kms DescribeKey before the request (the default).
+    #[arg(long, overrides_with = "no_check_kms", hide = true)]
     pub check_kms: bool,
+    /// Do not check custom KMS keys before the request (by default each key is
+    /// checked, and a disabled one fails its instances with no Open sent).
+    #[arg(long)]
+    pub no_check_kms: bool,
     /// No confirmation prompt.
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Margin added to the limiter's 1-second window for network jitter.
     #[arg(long, default_value = "15ms", value_parser = parse_duration, hide = true)]
     pub rate_margin: Duration,
+    #[command(flatten)]
+    pub rollout: super::rollout_args::RolloutArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::args::{DemoArgs, Global, JobArgs};
 use super::error::{CliError, CliResult};
 use super::job::Job;
+use super::rollout_args::RolloutArgs;
 use super::setup::{client, run_config};
 use super::summary;
 use crate::api::{Credentials, Secret};
@@ -14,6 +15,7 @@ use crate::input::{self, Defaults};
 use crate::journal::Journal;
 use crate::model::{Action, InstanceSpec};
 use crate::runner;
+use crate::runner::rollout::{Amount, CanaryThen, RAMP_START};
 
 /// The fleet `demo` emulates when no --fleet is given.
 pub(super) const SAMPLE_FLEET: &str = include_str!("../../samples/fleet.csv");
@@ -66,14 +68,17 @@ impl DemoServer {
             &uuid::Uuid::new_v4().simple().to_string()[..16]
         );
         let secret_key = uuid::Uuid::new_v4().simple().to_string();
+        // About one Open in seven meets a fault: enough to show each kind
+        // verified and absorbed, few enough that three phases (canary, two
+        // waves, each waiting for its slowest instance) stay near 15 s.
         let faults = Faults {
-            internal_applied: 0.08,
-            internal: 0.05,
-            kms_error: 0.03,
-            reset_applied: 0.03,
-            bad_gateway: 0.02,
-            hang_applied: 0.02,
-            hang_late: 0.02,
+            internal_applied: 0.05,
+            internal: 0.03,
+            kms_error: 0.02,
+            reset_applied: 0.02,
+            bad_gateway: 0.01,
+            hang_applied: 0.01,
+            hang_late: 0.01,
             describe_internal: 0.02,
             ..Faults::default()
         };
@@ -82,16 +87,16 @@ impl DemoServer {
             faults,
             propagation: Latency::fixed(Duration::from_millis(200)),
             blank_after_apply: Duration::from_millis(300),
-            apply_within: Duration::from_millis(500),
-            hang_for: Duration::from_millis(2500),
+            apply_within: Duration::from_millis(300),
+            // Just past the demo's 1 s client timeout.
+            hang_for: Duration::from_millis(1200),
             seed: rand::random(),
             ..EmulatorConfig::default()
         };
         for v in config.rate_limits.values_mut() {
             *v = rate;
         }
-        let open_latency =
-            Latency::between(Duration::from_millis(300), Duration::from_millis(1500));
+        let open_latency = Latency::between(Duration::from_millis(200), Duration::from_millis(800));
         config.latency.insert(
             Action::OpenDBInstanceEncryption.as_str().into(),
             open_latency,
@@ -144,7 +149,7 @@ impl DemoServer {
 }
 
 /// Added to the demo server's worst case in its settle window.
-const SETTLE_CUSHION: Duration = Duration::from_millis(500);
+const SETTLE_CUSHION: Duration = Duration::from_millis(300);
 
 /// The demo's job flags: as an operator would pass them, with the settle
 /// window of the emulated server.
@@ -152,17 +157,28 @@ fn demo_job(rate: u32, settle: Duration) -> JobArgs {
     JobArgs {
         rate,
         max_in_flight: 256,
-        timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(1),
         max_attempts: 8,
         verify_deadline: Duration::from_secs(20),
         // The demo server shows YES 200 ms after an apply; no need to start at 10 s.
         verify_first_read: Duration::from_millis(500),
         regional_endpoints: false,
         check_kms: true,
+        no_check_kms: false,
         yes: true,
         settle,
         allow_short_settle: true,
         rate_margin: Duration::from_millis(15),
+        // What an operator would do with an irreversible change: three canary
+        // instances first, then staging, then production (the sample fleet's
+        // `Env` label), each wave verified before the next.
+        rollout: RolloutArgs {
+            canary: Some(Amount::Count(3)),
+            canary_then: CanaryThen::Continue,
+            waves: Some("Env=staging,Env=prod".parse().expect("valid waves")),
+            ramp_start: RAMP_START,
+            ..RolloutArgs::default()
+        },
     }
 }
 

@@ -136,35 +136,119 @@ impl Lister<'_> {
     }
 }
 
-/// The input CSV (SPEC §4) with what an operator needs to choose from.
+/// The columns `discover` writes before the tags.
+const BASE_COLUMNS: [&str; 8] = [
+    "InstanceId",
+    "Region",
+    "InstanceName",
+    "Zone",
+    "EngineVersion",
+    "Status",
+    "InitFlag",
+    // Not written, but an input column: a tag of that name must not shadow it.
+    "KeyId",
+];
+
+/// The column name of each tag key: the key itself, so `run --only env=staging`
+/// and `--waves env=staging,env=prod` select by tag; `Tag.<key>` when the key
+/// would collide with another column (case-insensitively, as input columns are
+/// matched), so no tag is lost or mistaken for an input column.
+fn tag_columns(rows: &[InstanceInfo]) -> Vec<(String, String)> {
+    let keys: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|i| i.tag_list.iter().map(|t| t.tag_key.as_str()))
+        .collect();
+    let mut taken: Vec<String> = BASE_COLUMNS
+        .iter()
+        .chain(["KeyRegion"].iter())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    keys.into_iter()
+        .map(|k| {
+            let mut name = k.to_string();
+            if taken.contains(&name.to_ascii_lowercase()) {
+                name = format!("Tag.{k}");
+            }
+            taken.push(name.to_ascii_lowercase());
+            (k.to_string(), name)
+        })
+        .collect()
+}
+
+/// The input CSV (SPEC §4) with what an operator needs to choose from, and
+/// one label column per tag key.
 fn write_csv(rows: &[InstanceInfo], w: &mut dyn Write) -> std::io::Result<()> {
     let mut csv = csv::Writer::from_writer(w);
-    csv.write_record([
-        "InstanceId",
-        "Region",
-        "InstanceName",
-        "Zone",
-        "EngineVersion",
-        "Status",
-        "InitFlag",
-        "Tags",
-    ])?;
+    let tags = tag_columns(rows);
+    let mut header: Vec<String> = BASE_COLUMNS[..7].iter().map(|c| c.to_string()).collect();
+    header.extend(tags.iter().map(|(_, name)| crate::report::csv_safe(name)));
+    csv.write_record(&header)?;
     for i in rows {
-        let tags: Vec<String> = i
-            .tag_list
-            .iter()
-            .map(|t| format!("{}={}", t.tag_key, t.tag_value))
-            .collect();
-        csv.write_record([
-            i.instance_id.as_str(),
-            &i.region,
-            &crate::report::csv_safe(&i.instance_name),
-            &i.zone,
-            &i.engine_version,
-            &i.status.to_string(),
-            &i.init_flag.to_string(),
-            &crate::report::csv_safe(&tags.join(";")),
-        ])?;
+        let mut record = vec![
+            i.instance_id.clone(),
+            i.region.clone(),
+            crate::report::csv_safe(&i.instance_name),
+            i.zone.clone(),
+            i.engine_version.clone(),
+            i.status.to_string(),
+            i.init_flag.to_string(),
+        ];
+        for (key, _) in &tags {
+            let value = i
+                .tag_list
+                .iter()
+                .find(|t| &t.tag_key == key)
+                .map(|t| crate::report::csv_safe(&t.tag_value))
+                .unwrap_or_default();
+            record.push(value);
+        }
+        csv.write_record(&record)?;
     }
     csv.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, tags: &[(&str, &str)]) -> InstanceInfo {
+        let mut i: InstanceInfo = serde_json::from_value(serde_json::json!({
+            "InstanceId": id, "Region": "ap-guangzhou", "InstanceName": "n", "Zone": "z",
+            "EngineVersion": "8.0", "Status": 1, "InitFlag": 1, "InstanceType": 1,
+        }))
+        .unwrap();
+        i.tag_list = tags
+            .iter()
+            .map(|(k, v)| {
+                serde_json::from_value(serde_json::json!({"TagKey": k, "TagValue": v})).unwrap()
+            })
+            .collect();
+        i
+    }
+
+    /// Each tag is its own column (so a discovered fleet can be selected and
+    /// waved by tag); a tag named like an input column gets a `Tag.` prefix;
+    /// an instance without a tag leaves its cell empty.
+    #[test]
+    fn each_tag_is_a_label_column() {
+        let rows = [
+            info("cdb-00000001", &[("env", "staging"), ("team", "a")]),
+            info("cdb-00000002", &[("env", "prod"), ("region", "x")]),
+            info("cdb-00000003", &[]),
+        ];
+        let mut out = Vec::new();
+        write_csv(&rows, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "InstanceId,Region,InstanceName,Zone,EngineVersion,Status,InitFlag,env,Tag.region,team"
+        );
+        assert_eq!(lines[1], "cdb-00000001,ap-guangzhou,n,z,8.0,1,1,staging,,a");
+        assert_eq!(lines[2], "cdb-00000002,ap-guangzhou,n,z,8.0,1,1,prod,x,");
+        assert_eq!(lines[3], "cdb-00000003,ap-guangzhou,n,z,8.0,1,1,,,");
+        // The file is valid input, and `env` is a label a selection can use.
+        let specs = crate::input::parse("d.csv", text.as_bytes(), &Default::default()).unwrap();
+        assert_eq!(specs[0].label("env"), Some("staging"));
+    }
 }

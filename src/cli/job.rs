@@ -83,11 +83,49 @@ impl Job<'_> {
             Some(StopReason::JournalFailed(e)) => Err(CliError::failed(format!(
                 "stopped: the journal could not record a fact ({e}); nothing more was sent"
             ))),
+            Some(StopReason::CanaryPassed { instances }) => {
+                say!("canary passed: {instances} instance(s) encrypted and verified; `fleetcrypt resume` continues (add --canary-then continue to go on at once)");
+                Ok(Done::Ok)
+            }
+            Some(StopReason::CanaryFailed { failed }) => Err(CliError::failed(format!(
+                "stopped: the canary failed: {} instance(s) did not end encrypted ({}); no other Open was sent. See `fleetcrypt status` for the cause; `fleetcrypt retry-failed` then `resume` once it is fixed",
+                failed.len(),
+                failed.join(", ")
+            ))),
+            Some(StopReason::ErrorBudget {
+                errors,
+                budget,
+                top_code,
+                ..
+            }) => Err(CliError::failed(format!(
+                "stopped: the error budget is spent: {errors} write-path errors (budget {budget}); most were {top_code}{}\n  no new Open was started after that; those in flight were verified. Fix the cause, then `fleetcrypt resume` continues",
+                hint(&top_code)
+                    .map(|h| format!("\n  hint: {h}"))
+                    .unwrap_or_default()
+            ))),
+            Some(StopReason::OutsideWindow { window, next_open }) => Err(CliError::failed(format!(
+                "stopped: outside the maintenance window {window} (next opens {next_open}); what was in flight is verified. `fleetcrypt resume` continues"
+            ))),
             None => {
-                let counts = self.journal.query(read::counts).await.unwrap_or_default();
-                Ok(Done::from_success(
-                    counts.iter().all(|(s, n)| s.is_success() || *n == 0),
-                ))
+                let rollout = self.config.rollout.clone();
+                let all_good = if rollout.touches_everything() {
+                    let counts = self.journal.query(read::counts).await.unwrap_or_default();
+                    counts.iter().all(|(s, n)| s.is_success() || *n == 0)
+                } else {
+                    // Only what this run was asked to touch: the rest stays pending.
+                    self.journal
+                        .query(move |c| {
+                            let mut good = true;
+                            read::for_each_instance(c, |row| {
+                                good &= !rollout.touches(&row) || row.state.is_success();
+                                Ok(())
+                            })
+                            .map(|_| good)
+                        })
+                        .await
+                        .unwrap_or(false)
+                };
+                Ok(Done::from_success(all_good))
             }
         }
     }

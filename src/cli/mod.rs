@@ -20,6 +20,7 @@ mod error;
 mod exit;
 mod job;
 mod output;
+mod rollout_args;
 mod setup;
 mod status;
 mod summary;

@@ -120,9 +120,12 @@ impl Progress {
                     b.set_length(total);
                     b.set_position(done);
                     b.set_message(format!(
-                        "{rate:.1}/s  ETA {eta}  failed {failed}  in flight {}  throttled {}",
+                        "{rate:.1}/s  ETA {eta}  failed {failed}  in flight {}  throttled {}{}",
                         counters.in_flight.load(Relaxed),
-                        counters.throttled.load(Relaxed)
+                        counters.throttled.load(Relaxed),
+                        paused(&counters)
+                            .map(|p| format!("  paused until {p}"))
+                            .unwrap_or_default()
                     ));
                 } else if !quiet && last_line.elapsed() >= Duration::from_secs(10) {
                     last_line = Instant::now();
@@ -140,6 +143,7 @@ impl Progress {
                         instances_per_s = format!("{rate:.2}"),
                         eta = %eta,
                         in_flight = counters.in_flight.load(Relaxed),
+                        paused_until = paused(&counters),
                         "progress"
                     );
                 }
@@ -162,4 +166,12 @@ impl Progress {
         }
         *bar_slot().lock().unwrap() = None;
     }
+}
+
+/// Outside the maintenance window: when Opens resume (RFC 3339, UTC).
+fn paused(counters: &Counters) -> Option<String> {
+    let ms = counters
+        .paused_until_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    (ms > 0).then(|| crate::report::iso(ms as i64))
 }

@@ -44,12 +44,13 @@ pub(super) fn run_config(global: &Global, job: &JobArgs) -> Result<RunConfig, Cl
         settle: job.settle,
         max_attempts: job.max_attempts,
         verify_deadline: job.verify_deadline,
-        check_kms: job.check_kms,
+        check_kms: !job.no_check_kms,
         endpoints,
         rate_margin: job.rate_margin,
         max_active: (job.max_in_flight as usize * 4).max(64),
         drain_limit: job.timeout + Duration::from_secs(5),
         verify_first_read: job.verify_first_read,
+        rollout: job.rollout.rollout()?,
         ..RunConfig::default()
     })
 }

@@ -11,7 +11,7 @@ use super::args::Global;
 use super::commands::read_error;
 use super::error::{CliError, CliResult, Done};
 use crate::journal::{read, schema, JournalLock};
-use crate::model::{hint, now_ms, State};
+use crate::model::{hint, now_ms, RolloutEvent, State};
 
 #[derive(Debug, Serialize)]
 pub(super) struct Status {
@@ -28,7 +28,64 @@ pub(super) struct Status {
     eta_s: Option<u64>,
     max_requests_in_1s_window: BTreeMap<String, u64>,
     verification: VerificationSummary,
+    /// The last run's rollout (issue 11): wave, canary, error budget, window.
+    rollout: Option<RolloutStatus>,
     failures: Vec<FailureSummary>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct RolloutStatus {
+    /// The wave under way or last started: "2/2 Env=prod".
+    wave: Option<String>,
+    canary: Option<&'static str>,
+    errors: u64,
+    budget: Option<u64>,
+    budget_left: Option<u64>,
+    /// Outside the maintenance window: no new Open until then (RFC 3339).
+    paused_until: Option<String>,
+    /// Why the run stopped starting Opens, if it did.
+    halted: Option<String>,
+    /// Every milestone, as a timeline.
+    events: Vec<String>,
+}
+
+impl RolloutStatus {
+    fn of(events: &[(i64, RolloutEvent)]) -> Option<RolloutStatus> {
+        if events.is_empty() {
+            return None;
+        }
+        let mut s = RolloutStatus::default();
+        for (at, e) in events {
+            s.events
+                .push(format!("{}  {}", crate::report::iso(*at), e.describe()));
+            match e {
+                RolloutEvent::Plan { budget, .. } => s.budget = Some(*budget),
+                RolloutEvent::CanaryStarted { .. } => s.canary = Some("running"),
+                RolloutEvent::CanaryPassed { .. } => s.canary = Some("passed"),
+                RolloutEvent::CanaryFailed { .. } => {
+                    s.canary = Some("failed");
+                    s.halted = Some("the canary failed".into());
+                }
+                RolloutEvent::WaveStarted {
+                    index, of, wave, ..
+                } => s.wave = Some(format!("{index}/{of} {wave}")),
+                RolloutEvent::WaveFinished { index, of, wave } => {
+                    s.wave = Some(format!("{index}/{of} {wave} (finished)"))
+                }
+                RolloutEvent::WindowPaused { until, .. } => s.paused_until = Some(until.clone()),
+                RolloutEvent::WindowOpened { .. } => s.paused_until = None,
+                RolloutEvent::ErrorCounted { errors, budget, .. } => {
+                    s.errors = *errors;
+                    s.budget = Some(*budget);
+                }
+                RolloutEvent::BudgetSpent { top_code, .. } => {
+                    s.halted = Some(format!("the error budget is spent (most: {top_code})"))
+                }
+            }
+        }
+        s.budget_left = s.budget.map(|b| b.saturating_sub(s.errors));
+        Some(s)
+    }
 }
 
 /// How the `DescribeDBInstanceInfo` quota went on verification (issue 10): the
@@ -142,6 +199,7 @@ impl Status {
             eta_s: (rate > 0.0).then(|| (pending as f64 / rate).round() as u64),
             max_requests_in_1s_window: read::max_requests_in_1s_window(conn)?,
             verification: VerificationSummary::of(read::verification(conn)?, total),
+            rollout: RolloutStatus::of(&read::rollout_events(conn, last.map(|r| r.id))?),
             failures,
         })
     }
@@ -174,6 +232,26 @@ impl fmt::Display for Status {
                 .map(|s| format!("{s}s"))
                 .unwrap_or_else(|| "-".into())
         )?;
+        if let Some(r) = &self.rollout {
+            if let Some(until) = &r.paused_until {
+                writeln!(
+                    f,
+                    "paused until {until}: outside the maintenance window, no new Open starts"
+                )?;
+            }
+            if let Some(w) = &r.wave {
+                writeln!(f, "wave: {w}")?;
+            }
+            if let Some(c) = r.canary {
+                writeln!(f, "canary: {c}")?;
+            }
+            if let (Some(b), Some(left)) = (r.budget, r.budget_left) {
+                writeln!(f, "error budget: {} of {b} used, {left} left", r.errors)?;
+            }
+            if let Some(h) = &r.halted {
+                writeln!(f, "stopped starting Opens: {h}")?;
+            }
+        }
         let v = &self.verification;
         if v.describe_reads > 0 {
             writeln!(

@@ -82,6 +82,31 @@ pub fn max_requests_in_1s_window(conn: &Connection) -> rusqlite::Result<BTreeMap
     Ok(out)
 }
 
+/// The rollout milestones of run `run_id` (issue 11), oldest first, with
+/// their times; details that do not parse are skipped.
+pub fn rollout_events(
+    conn: &Connection,
+    run_id: Option<i64>,
+) -> rusqlite::Result<Vec<(i64, crate::model::RolloutEvent)>> {
+    let mut stmt = conn.prepare(
+        "SELECT at_ms, detail FROM events WHERE kind = 'Rollout' AND (?1 IS NULL OR run_id = ?1) ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![run_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (at, detail) = row?;
+        if let Some(e) = detail
+            .as_deref()
+            .and_then(crate::model::RolloutEvent::from_json)
+        {
+            out.push((at, e));
+        }
+    }
+    Ok(out)
+}
+
 /// A run row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRow {

@@ -25,10 +25,13 @@ pub enum EventKind {
     ResetForRetry,
     /// A call that moves nothing (features, key, a failed or unreadable read).
     ApiCalled,
+    /// A rollout milestone of a run (canary, wave, window pause, error budget):
+    /// the detail is a [`crate::model::RolloutEvent`] as JSON.
+    Rollout,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::RunStarted,
         EventKind::RunEnded,
         EventKind::Imported,
@@ -43,6 +46,7 @@ impl EventKind {
         EventKind::AttemptRecovered,
         EventKind::ResetForRetry,
         EventKind::ApiCalled,
+        EventKind::Rollout,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -61,6 +65,7 @@ impl EventKind {
             EventKind::AttemptRecovered => "AttemptRecovered",
             EventKind::ResetForRetry => "ResetForRetry",
             EventKind::ApiCalled => "ApiCalled",
+            EventKind::Rollout => "Rollout",
         }
     }
 

@@ -188,6 +188,13 @@ pub fn timeline(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
             _ => {}
         }
     }
+    // The rollout's milestones (canary, waves, window pauses, error budget),
+    // one line each; single error counts are left to `status` and the JSON.
+    for (at, e) in read::rollout_events(conn, None)? {
+        if !matches!(e, crate::model::RolloutEvent::ErrorCounted { .. }) {
+            out.push((at, e.describe()));
+        }
+    }
     let milestones = EventKind::ALL.into_iter().filter(|k| k.is_milestone());
     let mut stmt = conn.prepare(&format!(
         "SELECT run_id, at_ms / 60000 AS minute, kind, count(*), MIN(at_ms) FROM events WHERE kind IN ({}) OR (kind = '{}' AND detail IN ({})) GROUP BY run_id, minute, kind ORDER BY run_id, minute",

@@ -54,6 +54,17 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
             }).collect::<serde_json::Map<String, Value>>(),
         },
         "journal_chain_head": o.chain_head,
+        // Every run's rollout milestones (issue 11), oldest first.
+        "rollout": read::rollout_events(conn, None)?
+            .into_iter()
+            .map(|(at, e)| {
+                let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("at".into(), json!(super::data::iso(at)));
+                }
+                v
+            })
+            .collect::<Vec<_>>(),
     });
     // The header object without its closing brace, then the instances array streamed.
     let mut text = serde_json::to_string(&head).map_err(std::io::Error::other)?;

@@ -19,13 +19,17 @@ use super::steps::{execute, Active, Ctx, Heard, Next, Step, StepResult, StopReas
 use super::wire_gate::WireGate;
 use super::{Counters, RunError};
 use crate::api::Service;
+use crate::journal::InstanceRow;
 use crate::journal::{load_active, Change, Fact};
+use crate::model::RolloutEvent;
 use crate::model::{now_ms, Action, Disposition, InstanceId, State};
 
 /// One rate-limit unit: (credential, endpoint host, action).
 type Bucket = (String, String, Action);
 /// A bucket's due steps: (priority, arrival order, instance, step), lowest first.
 type ReadyQueue = BinaryHeap<Reverse<(u8, u64, InstanceId, Step)>>;
+/// Which instances a phase of the run touches (selection, wave, canary).
+pub type Filter = Arc<dyn Fn(&InstanceRow) -> bool + Send + Sync>;
 
 pub struct Dispatcher {
     ctx: Arc<Ctx>,
@@ -55,6 +59,23 @@ pub struct Dispatcher {
     /// Requests that could not even be sent, in a row, before the canary passed.
     unsendable: u32,
     seq: u64,
+    /// Which instances this phase touches.
+    filter: Filter,
+    /// No new Open: why the run stops once what is in flight is verified (the
+    /// error budget is spent, or outside the window with `--exit-outside-window`).
+    halt: Option<StopReason>,
+    /// Outside the maintenance window: no new Open until then (wall clock).
+    paused_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// When to look at the window again.
+    window_check_at: Option<Instant>,
+    /// Per Open bucket: Opens written ahead or sent, not yet answered.
+    unanswered: HashMap<Bucket, usize>,
+    /// Per Open bucket: how many may be unanswered (the ramp; `None`: no ramp).
+    ramp_cap: HashMap<Bucket, usize>,
+    /// Rollout milestones to journal (from the synchronous `handle`).
+    notes: Vec<RolloutEvent>,
+    /// The first phase waits out one window before its first request.
+    started: bool,
 }
 
 impl Dispatcher {
@@ -79,7 +100,124 @@ impl Dispatcher {
             recovery_settle: Duration::ZERO,
             unsendable: 0,
             seq: 0,
+            filter: Arc::new(|_| true),
+            halt: None,
+            paused_until: None,
+            window_check_at: None,
+            unanswered: HashMap::new(),
+            ramp_cap: HashMap::new(),
+            notes: Vec::new(),
+            started: false,
         }
+    }
+
+    /// Whether a step may still run once Opens are halted: only what finishes
+    /// an attempt already started (its send, its verification).
+    fn finishes_an_attempt(step: Step) -> bool {
+        matches!(step, Step::Send | Step::VerifyRead)
+    }
+
+    /// Stops starting Opens for good: every instance waiting for anything but
+    /// the send or verification of an attempt already written leaves progress
+    /// (the journal keeps it as it is; `resume` continues it).
+    fn halt(&mut self, reason: StopReason) {
+        if self.halt.is_some() {
+            return;
+        }
+        self.halt = Some(reason);
+        for (_, q) in self.open_wait.drain() {
+            for id in q {
+                self.idle.remove(&id);
+            }
+        }
+        for q in self.ready.values_mut() {
+            let kept: Vec<_> = q
+                .drain()
+                .filter(|Reverse((_, _, id, step))| {
+                    let keep = Self::finishes_an_attempt(*step);
+                    if !keep {
+                        self.idle.remove(id);
+                    }
+                    keep
+                })
+                .collect();
+            q.extend(kept);
+        }
+    }
+
+    /// A write-path error for the budget (issue 11).
+    fn count_write_error(&mut self, code: String) {
+        let mut budget = self.ctx.budget.lock().unwrap_or_else(|e| e.into_inner());
+        let spent = budget.count(&code);
+        let (errors, limit) = (budget.errors, budget.limit);
+        let top = budget.top_code().unwrap_or(&code).to_string();
+        drop(budget);
+        tracing::warn!(code = %code, errors, budget = limit, "write-path error");
+        self.notes.push(RolloutEvent::ErrorCounted {
+            code,
+            errors,
+            budget: limit,
+        });
+        if spent && self.halt.is_none() {
+            self.notes.push(RolloutEvent::BudgetSpent {
+                errors,
+                budget: limit,
+                top_code: top.clone(),
+            });
+            self.halt(StopReason::ErrorBudget {
+                errors,
+                budget: limit,
+                top_message: String::new(),
+                top_code: top,
+            });
+        }
+    }
+
+    /// Checks the maintenance window: outside it, Opens wait (or the run halts
+    /// with `--exit-outside-window`). Answers when to look again: at the next
+    /// opening or closing, at least once a minute (in case the clock moved).
+    fn check_window(&mut self, now: Instant) -> Option<Instant> {
+        let window = self.ctx.config.rollout.window.clone()?;
+        if let Some(at) = self.window_check_at.filter(|at| now < *at) {
+            return Some(at);
+        }
+        let wall = chrono::Utc::now();
+        let next_change = if window.contains(wall) {
+            if self.paused_until.take().is_some() {
+                self.notes.push(RolloutEvent::WindowOpened {
+                    window: window.to_string(),
+                });
+                self.counters.paused_until_ms.store(0, Ordering::Relaxed);
+            }
+            window.closes(wall)
+        } else {
+            let next = window.next_open(wall);
+            if self.ctx.config.rollout.exit_outside_window {
+                self.halt(StopReason::OutsideWindow {
+                    window: window.to_string(),
+                    next_open: rfc3339(next),
+                });
+                return None;
+            }
+            if self.paused_until.is_none() {
+                self.notes.push(RolloutEvent::WindowPaused {
+                    window: window.to_string(),
+                    until: rfc3339(next),
+                });
+                tracing::info!(window = %window, until = %rfc3339(next), "outside the maintenance window: no new Open until it opens");
+            }
+            self.paused_until = Some(next);
+            self.counters
+                .paused_until_ms
+                .store(next.timestamp_millis().max(0) as u64, Ordering::Relaxed);
+            Some(next)
+        };
+        let wait = next_change
+            .and_then(|t| (t - wall).to_std().ok())
+            .unwrap_or(Duration::from_secs(60));
+        let at = now + wait.clamp(Duration::from_millis(20), Duration::from_secs(60));
+        self.window_check_at = Some(at);
+        Some(at)
     }
 
     fn bucket(&self, a: &Active, step: Step) -> Bucket {
@@ -104,6 +242,10 @@ impl Dispatcher {
 
     /// A due step joins its bucket's queue (write-aheads join the Open bucket's wait list).
     fn make_ready(&mut self, id: InstanceId, step: Step) {
+        if self.halt.is_some() && !Self::finishes_an_attempt(step) {
+            self.idle.remove(&id);
+            return;
+        }
         let Some(a) = self.idle.get(&id) else { return };
         let bucket = self.bucket(a, step);
         if step == Step::WriteAhead {
@@ -139,6 +281,9 @@ impl Dispatcher {
         let now_wall = now_ms();
         for row in rows {
             self.cursor = row.seq;
+            if !(self.filter)(&row) {
+                continue;
+            }
             let cdb = cfg.endpoints.resolve(Service::Cdb, &row.region)?;
             let kms = match &row.key_region {
                 Some(kr) if cfg.check_kms => Some(cfg.endpoints.resolve(Service::Kms, kr)?),
@@ -248,7 +393,9 @@ impl Dispatcher {
                 l.throttled();
             }
         }
-        if res.step == Step::WriteAhead && !matches!(res.next, Next::After(Step::Send, _)) {
+        let wrote_nothing =
+            res.step == Step::WriteAhead && !matches!(res.next, Next::After(Step::Send, _));
+        if wrote_nothing {
             // The write-ahead did not lead to a send (refused, or the journal failed):
             // give its staging slot back, or the Open bucket would slowly seize up.
             let b = self.bucket(&res.active, Step::WriteAhead);
@@ -256,9 +403,30 @@ impl Dispatcher {
                 *n = n.saturating_sub(1);
             }
         }
+        if wrote_nothing || res.step == Step::Send {
+            let b = self.bucket(&res.active, Step::Send);
+            if let Some(n) = self.unanswered.get_mut(&b) {
+                *n = n.saturating_sub(1);
+            }
+            // The ramp: each accepted answer lets one more Open be unanswered, so
+            // the cap doubles per round of answers while they succeed, and stops
+            // growing at the first systematic failure.
+            if res.step == Step::Send && res.active.accepted() {
+                if let Some(cap) = self.ramp_cap.get_mut(&b) {
+                    *cap += 1;
+                }
+            }
+        }
+        let mut res = res;
+        if let Some(code) = res.active.write_error.take() {
+            self.count_write_error(code);
+        }
         let a = res.active;
         match res.next {
             Next::Done => self.counters.finished(a.state()),
+            Next::After(step, _) if self.halt.is_some() && !Self::finishes_an_attempt(step) => {
+                // Halted: the instance stays as the journal has it.
+            }
             Next::After(step, delay) => {
                 let at = Instant::now() + delay;
                 self.schedule(a, step, at);
@@ -283,17 +451,32 @@ impl Dispatcher {
         let margin = cfg.rate_margin;
         // Write-aheads: keep at most `rate` staged per Open bucket, so the journal never
         // holds more attempts than are about to leave.
-        let buckets: Vec<Bucket> = self.open_wait.keys().cloned().collect();
+        // Outside the window or halted: no new Open starts (they wait, or left).
+        let opens_allowed = self.halt.is_none() && self.paused_until.is_none();
+        let ramp_start = cfg.rollout.ramp_start;
+        let buckets: Vec<Bucket> = if opens_allowed {
+            self.open_wait.keys().cloned().collect()
+        } else {
+            Vec::new()
+        };
         for b in buckets {
             loop {
                 let staged = *self.staged.get(&b).unwrap_or(&0);
                 if staged >= rate as usize {
                     break;
                 }
+                let unanswered = *self.unanswered.get(&b).unwrap_or(&0);
+                if let Some(start) = ramp_start {
+                    let cap = *self.ramp_cap.entry(b.clone()).or_insert(start);
+                    if unanswered >= cap {
+                        break;
+                    }
+                }
                 let Some(id) = self.open_wait.get_mut(&b).and_then(|q| q.pop_front()) else {
                     break;
                 };
                 *self.staged.entry(b.clone()).or_default() += 1;
+                *self.unanswered.entry(b.clone()).or_default() += 1;
                 self.spawn(id, Step::WriteAhead);
             }
         }
@@ -333,35 +516,55 @@ impl Dispatcher {
         let _ = now;
     }
 
-    /// Drives every instance to a terminal state, or until stopped.
-    pub async fn run(
-        mut self,
+    /// Drives every instance `filter` selects to a terminal state, or until
+    /// stopped or halted. Called once per phase of the rollout (canary, each
+    /// wave); the limiters, gates and ramp carry over from phase to phase, so
+    /// only the first waits out a window before its first request.
+    pub async fn run_phase(
+        &mut self,
+        filter: Filter,
         shutdown: CancellationToken,
     ) -> Result<Option<StopReason>, RunError> {
-        // Requests of a previous process may still count in the server's window,
-        // including reads it never journaled: wait out one window first.
-        let gate = Instant::now() + self.ctx.config.startup_wait;
-        let longest: Option<i64> = self
-            .ctx
-            .journal
-            .query(|c| {
-                c.query_row(
-                    "SELECT MAX(COALESCE(settle_ms, timeout_ms + 10000)) FROM runs",
-                    [],
-                    |r| r.get(0),
-                )
-            })
-            .await?;
-        let cfg = &self.ctx.config;
-        self.recovery_settle = cfg
-            .settle
-            .max(Duration::from_millis(longest.unwrap_or(0).max(0) as u64));
+        self.filter = filter;
+        self.cursor = 0;
+        self.exhausted = false;
+        let gate = if self.started {
+            Instant::now()
+        } else {
+            // Requests of a previous process may still count in the server's window,
+            // including reads it never journaled: wait out one window first.
+            Instant::now() + self.ctx.config.startup_wait
+        };
+        if !self.started {
+            self.started = true;
+            let longest: Option<i64> = self
+                .ctx
+                .journal
+                .query(|c| {
+                    c.query_row(
+                        "SELECT MAX(COALESCE(settle_ms, timeout_ms + 10000)) FROM runs",
+                        [],
+                        |r| r.get(0),
+                    )
+                })
+                .await?;
+            let cfg = &self.ctx.config;
+            self.recovery_settle = cfg
+                .settle
+                .max(Duration::from_millis(longest.unwrap_or(0).max(0) as u64));
+        }
         let mut drain_deadline: Option<Instant> = None;
         loop {
-            if self.stop.is_none() {
+            if self.stop.is_none() && self.halt.is_none() {
                 self.refill().await?;
             }
             let now = Instant::now();
+            let window_wake = if self.stop.is_none() {
+                self.check_window(now)
+            } else {
+                None
+            };
+            self.flush_notes().await?;
             while let Some(Reverse((t, _, _, _))) = self.timers.peek() {
                 if *t > now {
                     break;
@@ -370,6 +573,9 @@ impl Dispatcher {
                 self.make_ready(id, step);
             }
             let mut wake = self.timers.peek().map(|Reverse((t, ..))| *t);
+            if let Some(w) = window_wake {
+                wake = Some(wake.map_or(w, |x| x.min(w)));
+            }
             if self.stop.is_none() {
                 if now >= gate {
                     self.send_ready(now, &mut wake);
@@ -382,7 +588,7 @@ impl Dispatcher {
             } else if drain_deadline.is_none() {
                 drain_deadline = Some(now + self.ctx.config.drain_limit);
             }
-            let nothing_left = self.idle.is_empty() && self.exhausted;
+            let nothing_left = self.idle.is_empty() && (self.exhausted || self.halt.is_some());
             if self.tasks.is_empty() && (self.stop.is_some() || nothing_left) {
                 break;
             }
@@ -409,6 +615,23 @@ impl Dispatcher {
                 }
             }
         }
-        Ok(self.stop)
+        self.flush_notes().await?;
+        Ok(self.stop.clone().or_else(|| self.halt.clone()))
     }
+
+    /// Journals the rollout milestones `handle` and the window check noted.
+    async fn flush_notes(&mut self) -> Result<(), RunError> {
+        for note in std::mem::take(&mut self.notes) {
+            self.ctx
+                .journal
+                .note_rollout(self.ctx.run_id, &note)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A wall-clock time as operators read it: `2026-11-30T22:00:00Z`.
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -5,6 +5,8 @@
 mod backoff;
 mod dispatcher;
 pub(crate) mod limiter;
+mod phases;
+pub mod rollout;
 /// Public only for `tests/runner.rs`'s step-by-step tests (written for the
 /// mutation runs of issue 13): not part of the library's API.
 #[doc(hidden)]
@@ -65,6 +67,8 @@ pub struct RunConfig {
     /// accepted Open the first read goes, until the run has learned better
     /// (`verify_schedule`). The documented 10 s.
     pub verify_first_read: Duration,
+    /// Canary, waves, selection, error budget, window (issue 11).
+    pub rollout: rollout::Rollout,
 }
 
 impl Default for RunConfig {
@@ -88,6 +92,7 @@ impl Default for RunConfig {
             startup_wait: Duration::from_millis(1050),
             drain_limit: Duration::from_secs(20),
             verify_first_read: verify_schedule::START,
+            rollout: rollout::Rollout::default(),
         }
     }
 }
@@ -118,6 +123,8 @@ pub struct Counters {
     pub requests: AtomicU64,
     pub throttled: AtomicU64,
     pub in_flight: AtomicU64,
+    /// Outside the maintenance window: Opens wait until then (Unix ms; 0: not paused).
+    pub paused_until_ms: AtomicU64,
 }
 
 impl Counters {
@@ -184,7 +191,40 @@ pub async fn run(
     ));
     // On resume, verification starts from the delays the journal has seen.
     ctx.seed_schedules(&journal.query(read::verification).await?.delay_to_yes);
-    dispatcher::Dispatcher::new(ctx, counters)
-        .run(shutdown)
-        .await
+    // `plan` says what a run would do to the selection; canary, waves and the
+    // window shape only when Opens go, and plan sends none.
+    let rollout = if config.plan_only {
+        rollout::Rollout {
+            selection: config.rollout.selection.clone(),
+            ..rollout::Rollout::default()
+        }
+    } else {
+        config.rollout.clone()
+    };
+    let plan = phases::plan(journal, &rollout).await?;
+    *ctx.budget.lock().unwrap_or_else(|e| e.into_inner()) = rollout::ErrorBudget::new(plan.budget);
+    if !config.plan_only {
+        journal.note_rollout(run_id, &plan.event(&rollout)).await?;
+    }
+    let mut dispatcher = dispatcher::Dispatcher::new(ctx.clone(), counters);
+    for phase in &plan.phases {
+        if let Some(event) = phase.started() {
+            journal.note_rollout(run_id, &event).await?;
+        }
+        let stop = dispatcher
+            .run_phase(phase.filter.clone(), shutdown.clone())
+            .await?;
+        if let Some(stop) = stop {
+            return Ok(Some(stop));
+        }
+        if let Some(stop) = phase.finished(journal, run_id).await? {
+            return Ok(Some(stop));
+        }
+        if phase.is_canary() && rollout.canary_then == rollout::CanaryThen::Stop {
+            return Ok(Some(StopReason::CanaryPassed {
+                instances: phase.size,
+            }));
+        }
+    }
+    Ok(None)
 }

@@ -141,6 +141,20 @@ pub fn fast_config(rate: u32) -> EmulatorConfig {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fleetcrypt");
 
+/// For tests of safety under heavy faults (20–30 % of Opens failing): no error
+/// budget, which would rightly stop such a run early (`tests/rollout.rs`
+/// tests the budget).
+pub const NO_BUDGET: &[&str] = &["--max-errors", "1000000"];
+
+/// The same for the runner in-process.
+#[allow(dead_code)]
+pub fn no_error_budget() -> fleetcrypt::runner::rollout::Rollout {
+    fleetcrypt::runner::rollout::Rollout {
+        max_errors: Some(fleetcrypt::runner::rollout::Amount::Count(u64::MAX)),
+        ..Default::default()
+    }
+}
+
 /// A scratch directory (HOME, journal) and an endpoint for the real binary.
 pub struct Env {
     pub dir: tempfile::TempDir,

@@ -64,6 +64,11 @@ pub(super) fn writer_loop(
                         runs::end(c, ch, end)
                     })
                 }
+                Command::Rollout(note, reply) => {
+                    op(&mut tx, &mut chain, "rollout", reply, |c, ch| {
+                        runs::note(c, ch, note)
+                    })
+                }
                 Command::ResetFailed(r, reply) => {
                     op(&mut tx, &mut chain, "reset_failed", reply, |c, ch| {
                         reset::reset_failed(c, ch, r)

@@ -37,6 +37,7 @@ enum Command {
     Apply(Change, Reply<InstanceRow>),
     StartRun(runs::NewRun, Reply<i64>),
     EndRun(runs::RunEnd, Reply<()>),
+    Rollout(runs::Note, Reply<()>),
     ResetFailed(reset::Reset, Reply<u64>),
     /// A read on the writer's connection (sees every committed write).
     Query(Query),
@@ -154,6 +155,16 @@ impl Journal {
     ) -> Result<i64, JournalError> {
         let run = runs::NewRun::new(command, rate, timeout, settle);
         self.write(|r| Command::StartRun(run, r)).await
+    }
+
+    /// Records a rollout milestone of run `run_id` (an event of kind `Rollout`).
+    pub async fn note_rollout(
+        &self,
+        run_id: Option<i64>,
+        event: &crate::model::RolloutEvent,
+    ) -> Result<(), JournalError> {
+        let note = runs::Note::new(run_id, event);
+        self.write(|r| Command::Rollout(note, r)).await
     }
 
     pub async fn end_run(&self, run_id: i64, exit_code: i32) -> Result<(), JournalError> {

@@ -51,6 +51,41 @@ impl RunEnd {
     }
 }
 
+/// A rollout milestone to record.
+pub(in crate::journal) struct Note {
+    run_id: Option<i64>,
+    detail: String,
+    at_ms: i64,
+}
+
+impl Note {
+    pub(super) fn new(run_id: Option<i64>, event: &crate::model::RolloutEvent) -> Note {
+        Note {
+            run_id,
+            detail: event.to_json(),
+            at_ms: now_ms(),
+        }
+    }
+}
+
+pub(super) fn note(
+    conn: &Connection,
+    chain: &mut ChainState,
+    note: Note,
+) -> Result<(), JournalError> {
+    append_event(
+        conn,
+        chain,
+        EventRow {
+            at_ms: note.at_ms,
+            run_id: note.run_id,
+            kind: EventKind::Rollout.as_str().into(),
+            detail: Some(note.detail),
+            ..EventRow::default()
+        },
+    )
+}
+
 pub(super) fn start(
     conn: &Connection,
     chain: &mut ChainState,

@@ -89,6 +89,10 @@ pub struct Active {
     pub polls: u32,
     /// Since when reads have answered neither `YES` nor `NO`.
     pub unreadable_since: Option<Instant>,
+    /// Set by a step that learned an Open did not take effect, or that the
+    /// instance failed on the write path (issue 11's error budget): the code.
+    /// The dispatcher takes it.
+    pub write_error: Option<String>,
     pub cdb: Endpoint,
     pub kms: Option<Endpoint>,
 }
@@ -105,6 +109,7 @@ impl Active {
             read_failures: 0,
             polls: 0,
             unreadable_since: None,
+            write_error: None,
             cdb,
             kms,
         }
@@ -207,6 +212,27 @@ pub enum StopReason {
         message: String,
     },
     JournalFailed(String),
+    /// `--canary` passed and `--canary-then stop`: exit 0, `resume` continues.
+    CanaryPassed {
+        instances: u64,
+    },
+    /// A canary instance failed: no other Open was sent.
+    CanaryFailed {
+        failed: Vec<String>,
+    },
+    /// More write-path errors than `--max-errors`: no new Open was started after
+    /// that; the Opens in flight were finished and verified.
+    ErrorBudget {
+        errors: u64,
+        budget: u64,
+        top_code: String,
+        top_message: String,
+    },
+    /// Outside the maintenance window with `--exit-outside-window`.
+    OutsideWindow {
+        window: String,
+        next_open: String,
+    },
 }
 
 /// One step's whole result: what its request heard and what comes next.
@@ -239,7 +265,16 @@ pub struct Ctx {
     pub run_id: Option<i64>,
     /// When to read accepted Opens back, learned per CDB endpoint host.
     schedules: Mutex<HashMap<String, VerifySchedule>>,
+    /// Write-path errors against `--max-errors` (issue 11), across phases.
+    pub budget: Mutex<super::rollout::ErrorBudget>,
+    /// Custom KMS keys: (region, key id) → its state once read, behind a lock
+    /// that one instance at a time holds while asking, so each distinct key
+    /// costs one `DescribeKey`.
+    key_states: Mutex<HashMap<(String, String), KeySlot>>,
 }
+
+/// A custom key's state once read; the lock is held while it is being read.
+type KeySlot = Arc<tokio::sync::Mutex<Option<String>>>;
 
 /// One request's reply, with what the journal and the dispatcher need of it.
 struct Reply<R> {
@@ -306,6 +341,8 @@ impl Ctx {
             config,
             run_id,
             schedules: Mutex::new(HashMap::new()),
+            budget: Mutex::new(super::rollout::ErrorBudget::new(u64::MAX)),
+            key_states: Mutex::new(HashMap::new()),
         }
     }
 
@@ -320,6 +357,16 @@ impl Ctx {
                 VerifySchedule::learned_from(d.n, Duration::from_millis(d.p90_ms.max(0) as u64)),
             );
         }
+    }
+
+    /// The slot of one custom key (see `key_states`).
+    fn key_slot(&self, region: &str, key_id: &str) -> KeySlot {
+        self.key_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((region.to_string(), key_id.to_string()))
+            .or_default()
+            .clone()
     }
 
     /// `f` on the verification schedule of `a`'s endpoint.

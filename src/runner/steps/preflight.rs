@@ -8,7 +8,7 @@ use super::{Active, Ctx, Heard, Next, Step, StepOutcome, Stepped};
 use crate::api::cdb::{DescribeDBFeaturesResponse, InstanceIdRequest};
 use crate::api::kms::{DescribeKeyRequest, DescribeKeyResponse};
 use crate::api::{Gate, Service};
-use crate::journal::Fact;
+use crate::journal::{CallRecord, Fact, JournalError};
 use crate::model::{Action, Code};
 
 pub(super) async fn features(ctx: &Ctx, a: &mut Active, gate: &dyn Gate) -> StepOutcome {
@@ -83,6 +83,15 @@ pub(super) async fn kms_key(ctx: &Ctx, a: &mut Active, gate: &dyn Gate) -> StepO
             after_preflight(ctx, a, Step::KmsKey),
         ));
     };
+    // Each distinct key is asked about once: one instance at a time per key
+    // asks (the others wait for its answer), and a state read decides for
+    // every other instance with that key, with no request.
+    let slot = ctx.key_slot(&key_region, &key_id);
+    let mut known = slot.lock().await;
+    if let Some(state) = known.clone() {
+        let next = key_decides(ctx, a, &key_id, &key_region, &state, None).await?;
+        return Ok(Stepped::new(Heard::Nothing, next));
+    }
     let reply = ctx
         .call::<_, DescribeKeyResponse>(
             &ep,
@@ -101,18 +110,30 @@ pub(super) async fn kms_key(ctx: &Ctx, a: &mut Active, gate: &dyn Gate) -> StepO
         Err(f) => return read_failed(ctx, a, Step::KmsKey, f, rec, heard).await,
     };
     a.read_failures = 0;
-    let next = if meta.key_state != "Enabled" {
+    *known = Some(meta.key_state.clone());
+    drop(known);
+    let next = key_decides(ctx, a, &key_id, &key_region, &meta.key_state, Some(rec)).await?;
+    Ok(Stepped::new(heard, next))
+}
+
+/// A key's state decides: not `Enabled` fails the instance before any Open.
+async fn key_decides(
+    ctx: &Ctx,
+    a: &mut Active,
+    key_id: &str,
+    key_region: &str,
+    state: &str,
+    rec: Option<CallRecord>,
+) -> Result<Next, JournalError> {
+    if state != "Enabled" {
         let fact = Fact::PreflightFailed {
             code: Code::KmsKeyNotEnabled.as_str().into(),
-            message: format!(
-                "KMS key {key_id} in {key_region} is {}, not Enabled",
-                meta.key_state
-            ),
+            message: format!("KMS key {key_id} in {key_region} is {state}, not Enabled"),
         };
-        ctx.finish(a, fact, Some(rec)).await?
-    } else {
-        ctx.apply(a, Fact::Called, Some(rec)).await?;
-        after_preflight(ctx, a, Step::KmsKey)
-    };
-    Ok(Stepped::new(heard, next))
+        return ctx.finish(a, fact, rec).await;
+    }
+    if rec.is_some() {
+        ctx.apply(a, Fact::Called, rec).await?;
+    }
+    Ok(after_preflight(ctx, a, Step::KmsKey))
 }

@@ -152,6 +152,7 @@ async fn ambiguous(
 
 /// A parameter error: documented as not carried out, and it would fail again.
 async fn refused(ctx: &Ctx, a: &mut Active, rec: CallRecord) -> NextOrFailed {
+    a.write_error = rec.error_code.clone();
     let fact = Fact::AttemptAnswered {
         disposition: Disposition::Refused,
         settles_at_ms: now_ms(),
@@ -184,6 +185,9 @@ async fn not_applied(
             rec.error_message.clone().unwrap_or_default(),
             a.attempts_used()
         ));
+    }
+    if exhausted {
+        a.write_error = rec.error_code.clone();
     }
     let fact = Fact::AttemptAnswered {
         disposition: if exhausted {

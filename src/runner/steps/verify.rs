@@ -29,7 +29,16 @@ pub(super) async fn verified_no(ctx: &Ctx, a: &mut Active) -> Result<Next, Journ
         let wait = a.settles_at.map(until).unwrap_or(Duration::from_secs(1));
         return Ok(Next::After(Step::VerifyRead, wait));
     }
-    // A settled NO: the last attempt did not take effect.
+    // A settled NO: the last attempt did not take effect. A write-path error
+    // for the error budget, with the code that attempt was answered.
+    a.write_error = Some(if a.accepted() {
+        Code::VerifyDeadlineExceeded.as_str().to_string()
+    } else {
+        a.row
+            .last_error_code
+            .clone()
+            .unwrap_or_else(|| "NoAnswer".to_string())
+    });
     if let Some((code, message)) = give_up(ctx, a) {
         return ctx.finish(a, Fact::GaveUp { code, message }, None).await;
     }
