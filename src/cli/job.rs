@@ -11,7 +11,7 @@ use super::args::{Global, InputArgs, JobArgs};
 use super::error::{CliError, CliResult, Done};
 use super::output::Progress;
 use super::setup::{confirm, import, install_interrupt, journal_refused, open_for_write, prepare};
-use super::summary;
+use super::{doctor, summary};
 use crate::api::Client;
 use crate::journal::{read, schema, Journal};
 use crate::model::{hint, State};
@@ -106,6 +106,9 @@ pub(super) async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs)
     if let Some(specs) = prepared.specs {
         import(&journal, specs).await?;
     }
+    if !job.no_doctor {
+        doctor::before_run(&prepared.client, &prepared.config, &journal).await?;
+    }
     let counts = journal.query(read::counts).await.unwrap_or_default();
     let open: u64 = counts
         .iter()
@@ -150,6 +153,9 @@ pub(super) async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> Cli
     let journal = Journal::open(&path).map_err(CliError::failed)?;
     if let Some(specs) = prepared.specs {
         import(&journal, specs).await?;
+    }
+    if !job.no_doctor {
+        doctor::before_run(&prepared.client, &prepared.config, &journal).await?;
     }
     Job {
         journal: &journal,

@@ -15,6 +15,7 @@ mod args;
 mod commands;
 mod demo;
 mod discover;
+mod doctor;
 mod emulator_cmd;
 mod error;
 mod exit;
