@@ -322,3 +322,74 @@ fn run_goes_on_with_a_warning_under_a_90_s_skew() {
     assert!(t.contains("WARN") && t.contains("doctor: clock"), "{t}");
     assert!(emu.truth().action(OPEN_DB_INSTANCE_ENCRYPTION).seen > 0);
 }
+
+#[test]
+fn plan_against_an_unreachable_endpoint_fails_and_counts_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let env = Env::new(&dead);
+    let fleet = env.dir.path().join("f.txt");
+    std::fs::write(&fleet, "cdb-abcd1234 ap-guangzhou\n").unwrap();
+    for extra in [&[][..], &["--no-doctor"][..]] {
+        let mut c = env.cmd(SECRET_KEY);
+        c.args(["plan", "--instances"]).arg(&fleet).args(extra);
+        let o = output(c);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {t}");
+        assert!(!t.contains("would be encrypted"), "{extra:?}: {t}");
+        assert!(t.contains("cannot reach the API"), "{extra:?}: {t}");
+        assert!(!t.contains("resume"), "plan has nothing to resume: {t}");
+    }
+}
+
+#[test]
+fn plan_ends_with_the_eta_per_endpoint() {
+    let (emu, env, fleet) = setup(|_| {});
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(["plan", "--instances"]).arg(&fleet);
+    let o = output(c);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let encrypted = world().instances.values().filter(|i| i.encrypted).count();
+    let opens = 30 - encrypted;
+    assert!(stdout.contains(&format!("plan: {opens} instance(s) would be encrypted, {encrypted} already encrypted, 0 cannot be encrypted")), "{stdout}");
+    let last = stdout.lines().last().unwrap();
+    let host = emu.url.trim_start_matches("http://");
+    assert!(
+        last.contains(host) && last.contains(&format!("{opens} instance(s) need an Open")),
+        "{last}"
+    );
+    assert!(
+        last.contains("read latency") && last.contains(" ms;") && last.contains("ETA "),
+        "{last}"
+    );
+    assert_eq!(emu.truth().total_open_calls(), 0);
+}
+
+#[test]
+fn plan_whose_reads_keep_failing_says_nothing_about_those_instances() {
+    // Every DescribeDBInstanceInfo answers InternalError: the preflight cannot
+    // complete, which is neither "would be encrypted" nor "cannot be".
+    let (emu, env, fleet) = setup(|c| c.faults.describe_internal = 1.0);
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(["plan", "--instances"])
+        .arg(&fleet)
+        .args(["--max-attempts", "1"]);
+    let o = output(c);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(!t.contains("would be encrypted"), "{t}");
+    assert!(!t.contains("cannot be encrypted:"), "{t}");
+    assert!(
+        t.contains("preflight incomplete: 30 of 30 instance(s) could not be checked"),
+        "{t}"
+    );
+    assert!(t.contains("InternalError.DBOperationError"), "{t}");
+    assert!(
+        !t.contains("ETA"),
+        "no ETA from a plan that did not complete: {t}"
+    );
+    assert_eq!(emu.truth().total_open_calls(), 0);
+}

@@ -21,6 +21,7 @@ mod error;
 mod exit;
 mod job;
 mod output;
+mod plan_summary;
 mod setup;
 mod status;
 mod summary;

@@ -16,3 +16,4 @@ mod probe;
 
 pub use command::DoctorArgs;
 pub(super) use command::{before_run, doctor};
+pub(super) use eta::{render as eta_lines, Endpoints};
