@@ -126,7 +126,7 @@ pub(in super::super) async fn before_run(
         let message = format!(
             "doctor: {} before anything was sent:\n{}  nothing was sent; fix the above (or skip this check with --no-doctor)",
             list.verdict(),
-            list.render(Level::Warn).trim_end_matches('\n')
+            list.render(Level::Warn)
         );
         return Err(if list.credentials_failed {
             CliError::Account(message)
