@@ -89,6 +89,9 @@ pub struct Called<T> {
     pub written_at: Instant,
     /// From `sent_at` to the answer (zero for `NotSent`).
     pub latency: Duration,
+    /// The server's clock: its `Date` header as Unix seconds, when an answer
+    /// (success or error) carried a readable one. For the clock-skew check.
+    pub server_date: Option<i64>,
     pub result: Result<T, Failure>,
 }
 
@@ -100,6 +103,7 @@ impl<T> Called<T> {
             sent_at: self.sent_at,
             written_at: self.written_at,
             latency: self.latency,
+            server_date: self.server_date,
             result: f(self.result),
         }
     }
@@ -140,6 +144,7 @@ fn not_sent<T>(message: String) -> Called<T> {
         sent_at: now,
         written_at: now,
         latency: Duration::ZERO,
+        server_date: None,
         result: Err(Failure::NotSent(message)),
     }
 }
@@ -173,6 +178,11 @@ impl Client {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Where the credentials were found (never their values).
+    pub fn credentials_source(&self) -> &str {
+        &self.credentials.source
     }
 
     /// New connections opened so far (by this client and its clones).
@@ -456,6 +466,7 @@ impl Client {
         let (outcome, written_at) = tokio::join!(exchange, report);
         let written_at = written_at.max(sent_at);
         let latency = sent_at.elapsed();
+        let mut server_date = None;
         let result = match outcome {
             Err(_) => Err(Failure::NoAnswer(format!(
                 "no complete answer within {:?}",
@@ -463,9 +474,10 @@ impl Client {
             ))),
             Ok(Err(Failure::NotSent(m))) => return not_sent(m),
             Ok(Err(f)) => Err(f),
-            Ok(Ok((status, bytes))) => {
+            Ok(Ok((status, date, bytes))) => {
                 // The exchange is complete: the connection may serve the next request.
                 self.transport.checkin(conn);
+                server_date = date.as_deref().and_then(http_date);
                 parse_envelope(status, &bytes)
             }
         };
@@ -474,14 +486,29 @@ impl Client {
             sent_at,
             written_at,
             latency,
+            server_date,
             result,
         }
     }
 }
 
+/// An HTTP `Date` (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) as Unix seconds.
+pub fn http_date(value: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc2822(value.trim())
+        .ok()
+        .map(|d| d.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates_parse_to_unix_seconds() {
+        assert_eq!(http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
+        assert_eq!(http_date("Tue, 14 Nov 2023 22:13:20 GMT"), Some(1700000000));
+        assert_eq!(http_date("yesterday"), None);
+    }
 
     #[test]
     fn connect_delay_knob() {

@@ -9,6 +9,8 @@ use url::Url;
 pub enum Service {
     Cdb,
     Kms,
+    /// Cloud Access Management: region-free; `doctor` reads the CDB service role.
+    Cam,
 }
 
 impl Service {
@@ -16,18 +18,21 @@ impl Service {
         match self {
             Service::Cdb => "cdb",
             Service::Kms => "kms",
+            Service::Cam => "cam",
         }
     }
     pub fn version(self) -> &'static str {
         match self {
             Service::Cdb => "2017-03-20",
             Service::Kms => "2019-01-18",
+            Service::Cam => "2019-01-16",
         }
     }
     pub fn parse(name: &str) -> Option<Service> {
         match name {
             "cdb" => Some(Service::Cdb),
             "kms" => Some(Service::Kms),
+            "cam" => Some(Service::Cam),
             _ => None,
         }
     }
@@ -87,7 +92,8 @@ impl EndpointPolicy {
             EndpointPolicy::Default => {
                 format!("https://{}.intl.tencentcloudapi.com/", service.name())
             }
-            EndpointPolicy::Regional if region.is_empty() => {
+            // CAM has no regional hosts.
+            EndpointPolicy::Regional if region.is_empty() || service == Service::Cam => {
                 format!("https://{}.intl.tencentcloudapi.com/", service.name())
             }
             EndpointPolicy::Regional => {
@@ -126,6 +132,10 @@ mod tests {
             e.url.as_str(),
             "https://cdb.ap-shanghai.tencentcloudapi.com/"
         );
+        let e = EndpointPolicy::Regional
+            .resolve(Service::Cam, "ap-shanghai")
+            .unwrap();
+        assert_eq!(e.host, "cam.intl.tencentcloudapi.com", "CAM is region-free");
     }
 
     #[test]

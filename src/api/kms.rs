@@ -39,3 +39,35 @@ pub struct DescribeKeyResponse {
     #[serde(default)]
     pub request_id: Option<String>,
 }
+
+/// `GetServiceStatus`: whether the account has KMS at all (reference §5.5).
+pub const GET_SERVICE_STATUS: &str = "GetServiceStatus";
+
+/// The fields of a `GetServiceStatus` answer that say whether KMS can be used.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetServiceStatusResponse {
+    pub service_enabled: bool,
+    /// Why the service is unavailable: 0 not purchased, 1 normal, 2 suspended
+    /// for arrears, 3 resource released.
+    #[serde(default)]
+    pub invalid_type: Option<i64>,
+    /// 0 basic edition, 1 ultimate edition.
+    #[serde(default)]
+    pub user_level: Option<i64>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+impl GetServiceStatusResponse {
+    /// What `InvalidType` means, for messages.
+    pub fn invalid_reason(&self) -> &'static str {
+        match self.invalid_type {
+            Some(0) => "not purchased",
+            Some(1) => "normal",
+            Some(2) => "suspended for arrears",
+            Some(3) => "resource released",
+            _ => "unknown",
+        }
+    }
+}

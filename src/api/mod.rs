@@ -1,6 +1,7 @@
 //! The Tencent Cloud API 3.0 client: a leaf module that knows nothing of the
 //! journal or the runner.
 
+pub mod cam;
 pub mod cdb;
 mod classify;
 mod client;
@@ -14,7 +15,7 @@ mod stamp;
 mod transport;
 
 pub use classify::{after_settled_no, classify, stops_run, CallKind, Failure, Outcome};
-pub use client::{Answer, Called, Client, ClientOptions};
+pub use client::{http_date, Answer, Called, Client, ClientOptions};
 pub use credentials::{Credentials, Secret};
 pub use endpoint::{Endpoint, EndpointError, EndpointPolicy, Service};
 pub use envelope::parse_envelope;

@@ -326,7 +326,11 @@ where
 
 /// Writes `req` on `conn` and reads the whole answer: (status, body).
 /// `NotSent` only when hyper handed the request back unwritten.
-pub async fn exchange(conn: &mut Conn, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), Failure> {
+/// The status, the server's `Date` header (as sent) and the body.
+pub async fn exchange(
+    conn: &mut Conn,
+    req: Request<Full<Bytes>>,
+) -> Result<(u16, Option<String>, Bytes), Failure> {
     let resp = match conn.sender.try_send_request(req).await {
         Ok(r) => r,
         Err(mut e) => {
@@ -342,6 +346,11 @@ pub async fn exchange(conn: &mut Conn, req: Request<Full<Bytes>>) -> Result<(u16
         }
     };
     let status = resp.status().as_u16();
+    let date = resp
+        .headers()
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let declared = resp
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -361,7 +370,7 @@ pub async fn exchange(conn: &mut Conn, req: Request<Full<Bytes>>) -> Result<(u16
             buf.extend_from_slice(&data);
         }
     }
-    Ok((status, Bytes::from(buf)))
+    Ok((status, date, Bytes::from(buf)))
 }
 
 fn too_big(what: String) -> Failure {

@@ -3,7 +3,7 @@
 
 use super::args::{Cli, Command, JournalCommand};
 use super::error::{CliError, CliResult};
-use super::{commands, demo, discover, emulator_cmd, job, output, status};
+use super::{commands, demo, discover, doctor, emulator_cmd, job, output, status};
 
 pub fn main(cli: Cli) -> u8 {
     let verbosity = if cli.global.quiet {
@@ -38,6 +38,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Run(a) if a.dry_run => job::plan(&global, a.input, a.job).await,
         Command::Run(a) => job::run(&global, Some(a.input), a.job).await,
         Command::Resume(j) => job::run(&global, None, j).await,
+        Command::Doctor(a) => doctor::doctor(&global, a).await,
         Command::Status { json } => status::status(&global, json),
         Command::Report { format, output } => commands::report(&global, format, output),
         // It waits on the journal writer with blocking calls: not on a runtime thread.

@@ -60,6 +60,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Import the input into the journal and drive every instance to a terminal state.
     Run(RunArgs),
+    /// Check the set-up before a run: credentials, endpoints, clock skew, KMS,
+    /// the role MySQL_QCSRole, the journal, the quota and the ETA (exit 0 / 1 / 3).
+    Doctor(super::doctor::DoctorArgs),
     /// Continue the journal's unfinished instances (same as `run` with no new input).
     Resume(JobArgs),
     /// Counts per state, rate, ETA and failures (read-only; works beside a live run).
@@ -162,6 +165,10 @@ pub struct JobArgs {
     /// No confirmation prompt.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Skip the short doctor check before anything is sent (credentials, the
+    /// endpoints, the clock, KMS in the regions used, the role MySQL_QCSRole).
+    #[arg(long)]
+    pub no_doctor: bool,
     /// Margin added to the limiter's 1-second window for network jitter.
     #[arg(long, default_value = "15ms", value_parser = parse_duration, hide = true)]
     pub rate_margin: Duration,

@@ -169,6 +169,8 @@ fn demo_job(rate: u32, settle: Duration) -> JobArgs {
         settle,
         allow_short_settle: true,
         rate_margin: Duration::from_millis(15),
+        // The demo drives `Job` itself; its own emulator needs no checking.
+        no_doctor: true,
         // What an operator would do with an irreversible change: three canary
         // instances first, then staging, then production (the sample fleet's
         // `Env` label), each wave verified before the next.

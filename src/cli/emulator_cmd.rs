@@ -9,7 +9,9 @@ use clap::Args;
 use super::args::parse_duration;
 use super::error::{CliError, CliResult, Done};
 use crate::api::Secret;
-use crate::emulator::{BadAnswer, Emulator, EmulatorConfig, Faults, Generate, Latency, World};
+use crate::emulator::{
+    BadAnswer, Emulator, EmulatorConfig, Faults, Generate, Latency, RoleState, World,
+};
 use crate::input::{self, Defaults};
 
 #[derive(Debug, Clone, Args)]
@@ -103,6 +105,9 @@ pub struct EmulatorArgs {
     /// The backend's timing (boxed: keeps the `Command` enum small).
     #[command(flatten)]
     pub timing: Box<TimingArgs>,
+    /// The account's set-up, as `fleetcrypt doctor` checks it.
+    #[command(flatten)]
+    pub account: Box<AccountArgs>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
@@ -139,6 +144,41 @@ pub struct TimingArgs {
     pub time_scale: f64,
 }
 
+/// The account's set-up behind the seed's preconditions, which `fleetcrypt
+/// doctor` (and the short check at the start of `run`) reads.
+#[derive(Debug, Clone, Args)]
+pub struct AccountArgs {
+    /// Turn KMS off: kms GetServiceStatus answers ServiceEnabled=false
+    /// (InvalidType 0, not purchased) in these regions (comma-separated), or in
+    /// every region when no region is given.
+    #[arg(long, value_name = "REGIONS", num_args = 0..=1, default_missing_value = "*", value_delimiter = ',')]
+    pub kms_off: Vec<String>,
+    /// What cam ListAttachedRolePolicies shows for the CDB service role
+    /// MySQL_QCSRole: attached (its preset policy QcloudAccessForMySQLRole is
+    /// attached), no-policy (the role without it) or missing (no such role:
+    /// InvalidParameter.RoleNotExist).
+    #[arg(long, default_value = "attached", value_parser = RoleState::parse, value_name = "STATE")]
+    pub mysql_role: RoleState,
+    /// CAM refuses the caller: ListAttachedRolePolicies answers
+    /// AuthFailure.UnauthorizedOperation, as for a sub-account without CAM read access.
+    #[arg(long)]
+    pub cam_denied: bool,
+    /// Run the emulator's clock this far ahead of the host's (a leading - for
+    /// behind, e.g. -90s): in its Date header and in its X-TC-Timestamp check
+    /// (--max-skew), so a client's clock skew can be rehearsed.
+    #[arg(long, default_value = "0s", value_parser = parse_offset, value_name = "[-]DUR", allow_hyphen_values = true)]
+    pub clock_offset: i64,
+}
+
+/// `90s`, `-5m`, `+2m`: whole seconds, signed.
+fn parse_offset(s: &str) -> Result<i64, String> {
+    let (sign, magnitude) = match s.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, s.strip_prefix('+').unwrap_or(s)),
+    };
+    Ok(sign * parse_duration(magnitude)?.as_secs() as i64)
+}
+
 /// `DUR` or `MIN..MAX`.
 fn parse_range(s: &str) -> Result<Latency, String> {
     let (lo, hi) = s.split_once("..").unwrap_or((s, s));
@@ -161,6 +201,10 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
         apply_within: args.timing.apply_within,
         hang_for: args.timing.hang_for,
         max_skew: args.timing.max_skew,
+        kms_off: args.account.kms_off.clone(),
+        mysql_role: args.account.mysql_role,
+        cam_denied: args.account.cam_denied,
+        clock_offset_secs: args.account.clock_offset,
         seed: args.seed,
         ..EmulatorConfig::default()
     };
@@ -314,5 +358,40 @@ mod tests {
         assert_eq!(c.faults.hang_late, 0.25);
         let c = config_of(&["--faults-mixed", "0.1"]);
         assert!(c.faults.hang_late > 0.0);
+    }
+
+    #[test]
+    fn account_switches_parse() {
+        let c = config_of(&[]);
+        assert!(c.kms_enabled("ap-guangzhou"));
+        assert_eq!(c.mysql_role, RoleState::Attached);
+        assert!(!c.cam_denied);
+        assert_eq!(c.clock_offset_secs, 0);
+        let c = config_of(&["--kms-off"]);
+        assert!(!c.kms_enabled("ap-guangzhou") && !c.kms_enabled("eu-frankfurt"));
+        let c = config_of(&[
+            "--kms-off",
+            "ap-shanghai,ap-tokyo",
+            "--clock-offset",
+            "-90s",
+        ]);
+        assert!(c.kms_enabled("ap-guangzhou"));
+        assert!(!c.kms_enabled("ap-shanghai") && !c.kms_enabled("ap-tokyo"));
+        assert_eq!(c.clock_offset_secs, -90);
+        let c = config_of(&[
+            "--mysql-role",
+            "no-policy",
+            "--cam-denied",
+            "--clock-offset",
+            "4m",
+        ]);
+        assert_eq!(c.mysql_role, RoleState::NoPolicy);
+        assert!(c.cam_denied);
+        assert_eq!(c.clock_offset_secs, 240);
+        assert_eq!(
+            config_of(&["--mysql-role", "missing"]).mysql_role,
+            RoleState::Missing
+        );
+        assert!(parse_offset("soon").is_err());
     }
 }

@@ -11,10 +11,10 @@ use super::args::{Global, InputArgs, JobArgs};
 use super::error::{CliError, CliResult, Done};
 use super::output::Progress;
 use super::setup::{confirm, import, install_interrupt, journal_refused, open_for_write, prepare};
-use super::summary;
+use super::{doctor, plan_summary, summary};
 use crate::api::Client;
 use crate::journal::{read, schema, Journal};
-use crate::model::{hint, State};
+use crate::model::hint;
 use crate::runner::{self, Counters, RunConfig, StopReason};
 
 /// A journal with instances imported, a client and a validated config.
@@ -54,6 +54,15 @@ impl Job<'_> {
         result
     }
 
+    /// What the operator does after a stop: a run resumes; a plan (which
+    /// records no run and has a scratch journal) is simply run again.
+    fn next_step(&self) -> &'static str {
+        match self.command {
+            Some(_) => "`fleetcrypt resume` continues where this stopped",
+            None => "the plan is incomplete: plan again once fixed",
+        }
+    }
+
     async fn drive(&self, run_id: Option<i64>, token: CancellationToken) -> CliResult {
         let counters = Arc::new(Counters::default());
         let progress = Progress::start(counters.clone(), self.quiet);
@@ -68,9 +77,10 @@ impl Job<'_> {
         .await;
         progress.finish().await;
         match result.map_err(CliError::failed)? {
-            Some(StopReason::Interrupted) => Err(CliError::Interrupted(
-                "interrupted; `fleetcrypt resume` continues where this stopped".into(),
-            )),
+            Some(StopReason::Interrupted) => Err(CliError::Interrupted(format!(
+                "interrupted; {}",
+                self.next_step()
+            ))),
             Some(StopReason::AccountWide { code, message }) => Err(CliError::Account(format!(
                 "stopped: the API refused the account: {code}: {message}{}",
                 hint(&code)
@@ -78,7 +88,8 @@ impl Job<'_> {
                     .unwrap_or_default()
             ))),
             Some(StopReason::Unreachable { endpoint, message }) => Err(CliError::failed(format!(
-                "stopped: cannot reach the API at {endpoint}: {message}\n  check --endpoint, DNS and the network; nothing was changed, `fleetcrypt resume` continues"
+                "stopped: cannot reach the API at {endpoint}: {message}\n  check --endpoint, DNS and the network; nothing was changed, {}",
+                self.next_step()
             ))),
             Some(StopReason::JournalFailed(e)) => Err(CliError::failed(format!(
                 "stopped: the journal could not record a fact ({e}); nothing more was sent"
@@ -144,6 +155,9 @@ pub(super) async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs)
     if let Some(specs) = prepared.specs {
         import(&journal, specs).await?;
     }
+    if !job.no_doctor {
+        doctor::before_run(&prepared.client, &prepared.config, &journal).await?;
+    }
     let counts = journal.query(read::counts).await.unwrap_or_default();
     let open: u64 = counts
         .iter()
@@ -189,6 +203,9 @@ pub(super) async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> Cli
     if let Some(specs) = prepared.specs {
         import(&journal, specs).await?;
     }
+    if !job.no_doctor {
+        doctor::before_run(&prepared.client, &prepared.config, &journal).await?;
+    }
     Job {
         journal: &journal,
         client: &prepared.client,
@@ -199,31 +216,5 @@ pub(super) async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> Cli
     .execute()
     .await?;
     drop(journal);
-    let conn = schema::open_reader(&path).map_err(CliError::failed)?;
-    let mut would = 0u64;
-    let mut already = 0u64;
-    let mut cannot = Vec::new();
-    let _ = read::for_each_instance(&conn, |row| {
-        match row.state {
-            State::AlreadyEncrypted | State::Encrypted => already += 1,
-            State::Failed => cannot.push(row),
-            _ => would += 1,
-        }
-        Ok(())
-    });
-    say!(
-        "plan: {would} instance(s) would be encrypted, {already} already encrypted, {} cannot be encrypted",
-        cannot.len()
-    );
-    for row in &cannot {
-        say!(
-            "  {}  {}  {}: {}",
-            row.instance_id,
-            row.region,
-            row.last_error_code.as_deref().unwrap_or("?"),
-            row.last_error_message.as_deref().unwrap_or("")
-        );
-    }
-    say!("Nothing was written to the cloud.");
-    Ok(Done::from_success(cannot.is_empty()))
+    plan_summary::finish(&path, &prepared.config)
 }

@@ -55,7 +55,7 @@ pub(super) fn run_config(global: &Global, job: &JobArgs) -> Result<RunConfig, Cl
     })
 }
 
-fn load_input(input: &InputArgs) -> Result<input::Validated, CliError> {
+pub(super) fn load_input(input: &InputArgs) -> Result<input::Validated, CliError> {
     if input.key_id.is_some() != input.key_region.is_some() {
         return Err(CliError::usage("--key-id and --key-region go together"));
     }

@@ -4,8 +4,6 @@
 // An error here *is* the HTTP answer to send, so `Result<_, Response>` is the natural shape.
 #![allow(clippy::result_large_err)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::http::HeaderMap;
 use axum::response::Response;
 
@@ -39,10 +37,8 @@ pub(super) fn authenticate(
             "X-TC-Timestamp is missing or invalid.",
         ));
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    // The emulator's clock, which `--clock-offset` may have moved.
+    let now = shared.config.now_unix();
     if (now - ts).unsigned_abs() > shared.config.max_skew.as_secs() {
         return Err(auth_error(
             "AuthFailure.SignatureExpire",

@@ -3,9 +3,41 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::api::cam::LIST_ATTACHED_ROLE_POLICIES;
 use crate::api::cdb::*;
-use crate::api::kms::DESCRIBE_KEY;
+use crate::api::kms::{DESCRIBE_KEY, GET_SERVICE_STATUS};
 use crate::api::Secret;
+
+/// The CDB service role `MySQL_QCSRole` as CAM shows it (`ListAttachedRolePolicies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoleState {
+    /// The role exists with `QcloudAccessForMySQLRole` attached (the seed's precondition).
+    #[default]
+    Attached,
+    /// The role exists without that policy.
+    NoPolicy,
+    /// There is no such role (`InvalidParameter.RoleNotExist`).
+    Missing,
+}
+
+impl RoleState {
+    pub const ALL: [RoleState; 3] = [RoleState::Attached, RoleState::NoPolicy, RoleState::Missing];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RoleState::Attached => "attached",
+            RoleState::NoPolicy => "no-policy",
+            RoleState::Missing => "missing",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<RoleState, String> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| format!("{name:?}: expected attached, no-policy or missing"))
+    }
+}
 
 /// A latency range; each answer waits a uniform draw from it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -322,6 +354,17 @@ pub struct EmulatorConfig {
     /// carry exactly this `X-TC-Token` (`AuthFailure.TokenFailure` otherwise).
     /// SecretIds not listed take requests with or without a token.
     pub tokens: HashMap<String, Secret>,
+    /// Regions whose KMS service is off (`GetServiceStatus` answers
+    /// `ServiceEnabled: false`); `*` turns it off everywhere.
+    pub kms_off: Vec<String>,
+    /// What `ListAttachedRolePolicies` shows for `MySQL_QCSRole`.
+    pub mysql_role: RoleState,
+    /// CAM refuses the caller (`AuthFailure.UnauthorizedOperation`), as for a
+    /// sub-account without `cam:ListAttachedRolePolicies`.
+    pub cam_denied: bool,
+    /// The emulator's clock runs this many seconds ahead (negative: behind) of
+    /// the host's: in its `Date` header and in its signature timestamp check.
+    pub clock_offset_secs: i64,
     pub seed: u64,
 }
 
@@ -333,6 +376,8 @@ pub fn documented_rate_limits() -> HashMap<String, u32> {
         (DESCRIBE_DB_FEATURES, 20),
         (DESCRIBE_DB_INSTANCES, 100),
         (DESCRIBE_KEY, 20),
+        (GET_SERVICE_STATUS, 100),
+        (LIST_ATTACHED_ROLE_POLICIES, 10),
     ]
     .into_iter()
     .map(|(a, n)| (a.to_string(), n))
@@ -351,6 +396,8 @@ impl Default for EmulatorConfig {
             DESCRIBE_DB_FEATURES,
             DESCRIBE_DB_INSTANCES,
             DESCRIBE_KEY,
+            GET_SERVICE_STATUS,
+            LIST_ATTACHED_ROLE_POLICIES,
         ] {
             latency.insert(
                 a.to_string(),
@@ -369,12 +416,30 @@ impl Default for EmulatorConfig {
             max_skew: Duration::from_secs(300),
             bad_answers: Vec::new(),
             tokens: HashMap::new(),
+            kms_off: Vec::new(),
+            mysql_role: RoleState::Attached,
+            cam_denied: false,
+            clock_offset_secs: 0,
             seed: 42,
         }
     }
 }
 
 impl EmulatorConfig {
+    /// The emulator's clock, Unix seconds: the host's plus `clock_offset_secs`.
+    pub fn now_unix(&self) -> i64 {
+        let host = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        host + self.clock_offset_secs
+    }
+
+    /// Whether KMS is on in `region` (`GetServiceStatus`).
+    pub fn kms_enabled(&self, region: &str) -> bool {
+        !self.kms_off.iter().any(|r| r == "*" || r == region)
+    }
+
     /// No latency anywhere: for tests and throughput benchmarks.
     pub fn instant(mut self) -> Self {
         self.latency.clear();

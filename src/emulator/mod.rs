@@ -8,10 +8,13 @@
 //! - `request`: one request from arrival to answer, and the rate limit.
 //! - `auth`: the Authorization header, the token and the TC3 signature.
 //! - `reads` and `open`: the actions; `open` also injects the Open's faults.
+//! - `account`: the account-wide answers behind the seed's preconditions
+//!   (KMS on per region, the CDB service role's policy).
 //! - `bad_answers`: malformed and misleading answers, by kind.
 //! - `wire`: the JSON envelope and error body every answer uses.
 //! - `config` and `world`: what to emulate, and the instances and keys.
 
+mod account;
 mod auth;
 mod bad_answers;
 mod config;
@@ -22,6 +25,6 @@ mod server;
 mod wire;
 mod world;
 
-pub use config::{BadAnswer, BadAnswerKind, EmulatorConfig, Faults, Latency};
+pub use config::{BadAnswer, BadAnswerKind, EmulatorConfig, Faults, Latency, RoleState};
 pub use server::Emulator;
 pub use world::{Generate, GroundTruth, Instance, World};

@@ -16,15 +16,17 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::{json, Value};
 
+use super::account::{attached_role_policies, service_status};
 use super::auth::{authenticate, SIGNATURE_FAILURE};
 use super::bad_answers::{bad_read, draw_bad, request_id_as_number};
 use super::config::{BadAnswerKind, Latency};
 use super::open::{decide_open, spawn_open, OpenPlan};
 use super::reads::{describe_instance_info, describe_instances, features_answer, key_answer};
 use super::server::{Inner, Shared};
-use super::wire::{answer, error, header_str, service_of};
+use super::wire::{answer, error, header_str, http_date, service_of};
+use crate::api::cam::LIST_ATTACHED_ROLE_POLICIES;
 use crate::api::cdb::*;
-use crate::api::kms::DESCRIBE_KEY;
+use crate::api::kms::{DESCRIBE_KEY, GET_SERVICE_STATUS};
 use crate::model::SlidingWindow;
 
 /// When a request arrived: taken as soon as its head is parsed, before its body
@@ -39,6 +41,22 @@ pub(super) async fn stamp_arrival(
 ) -> Response {
     req.extensions_mut().insert(Arrived(Instant::now()));
     next.run(req).await
+}
+
+/// Every answer carries the emulator's clock in its `Date` header (offset by
+/// `--clock-offset`), as the real service's does: the one a client can read
+/// its clock skew from, also on an error answer. hyper keeps a `Date` that is
+/// already there.
+pub(super) async fn dated(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&http_date(shared.config.now_unix())) {
+        resp.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    resp
 }
 
 /// An authenticated request that names a served action at its version.
@@ -261,6 +279,8 @@ fn decide(
         }
         DESCRIBE_DB_INSTANCES => Decided::Now(describe_instances(&inner.world, params, region)),
         DESCRIBE_KEY => Decided::Now(answer(key_answer(&inner.world, params, region))),
+        GET_SERVICE_STATUS => Decided::Now(service_status(&shared.config, region)),
+        LIST_ATTACHED_ROLE_POLICIES => Decided::Now(attached_role_policies(&shared.config, params)),
         OPEN_DB_INSTANCE_ENCRYPTION => decide_open(shared, inner, params, region),
         _ => Decided::Now(error("InvalidAction", "unsupported action")),
     }

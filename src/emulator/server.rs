@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use tokio::task::JoinHandle;
 
 use super::config::{BadAnswer, EmulatorConfig};
-use super::request::{handle, stamp_arrival};
+use super::request::{dated, handle, stamp_arrival};
 use super::wire::json_response;
 use super::world::{ActionTruth, GroundTruth, InstanceTruth, World};
 use crate::api::Secret;
@@ -85,6 +85,7 @@ impl Emulator {
             .route("/", post(handle))
             .route("/__emulator/state", get(state))
             .layer(axum::middleware::from_fn(stamp_arrival))
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), dated))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

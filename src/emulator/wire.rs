@@ -8,8 +8,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::api::cam::LIST_ATTACHED_ROLE_POLICIES;
 use crate::api::cdb::*;
-use crate::api::kms::DESCRIBE_KEY;
+use crate::api::kms::{DESCRIBE_KEY, GET_SERVICE_STATUS};
 
 /// Every answer carries exactly `Content-Type: application/json` (the Python SDK
 /// ignores error bodies under any other value).
@@ -41,6 +42,14 @@ pub(super) fn answer(r: Result<Value, Response>) -> Response {
     }
 }
 
+/// An HTTP `Date` value (IMF-fixdate) for Unix seconds `secs`.
+pub(super) fn http_date(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
 pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -60,7 +69,8 @@ pub(super) fn service_of(action: &str) -> Option<(&'static str, &'static str)> {
         | DESCRIBE_DB_INSTANCE_INFO
         | DESCRIBE_DB_FEATURES
         | DESCRIBE_DB_INSTANCES => Some(("cdb", "2017-03-20")),
-        DESCRIBE_KEY => Some(("kms", "2019-01-18")),
+        DESCRIBE_KEY | GET_SERVICE_STATUS => Some(("kms", "2019-01-18")),
+        LIST_ATTACHED_ROLE_POLICIES => Some(("cam", "2019-01-16")),
         _ => None,
     }
 }
