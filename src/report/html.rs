@@ -1,12 +1,14 @@
 //! `report --format html`: one self-contained file (inline CSS and SVG, a few
 //! lines of inline script for search and sort, nothing from the network), all
-//! text escaped, readable printed to PDF.
+//! text escaped, readable printed to PDF. The charts have round value ticks
+//! and clock times on the time axis (`axis.rs`).
 
 use std::fmt::Write as _;
 use std::io::Write;
 
 use rusqlite::Connection;
 
+use super::axis::{span_text, time_ticks, value_ticks};
 use super::data::{iso, series, timeline, Overview, Series};
 use super::ReportError;
 use crate::journal::{read, InstanceRow};
@@ -62,7 +64,36 @@ const COLORS: [&str; 6] = [
     "#2f6fb3", "#1f8a4c", "#b7791f", "#8e44ad", "#16a085", "#7f8c8d",
 ];
 
-fn polyline(values: &[u64], max: f64, w: f64, h: f64, x0: f64, color: &str, dash: bool) -> String {
+/// Thousands separated by commas: `100,000`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The plot area of a chart, in SVG units.
+struct Plot {
+    left: f64,
+    top: f64,
+    w: f64,
+    h: f64,
+    /// The value at the top of the value axis (its last round tick).
+    y_max: f64,
+}
+
+impl Plot {
+    fn y(&self, v: f64) -> f64 {
+        self.top + self.h - v / self.y_max * self.h
+    }
+}
+
+fn polyline(values: &[u64], p: &Plot, color: &str) -> String {
     if values.is_empty() {
         return String::new();
     }
@@ -70,59 +101,110 @@ fn polyline(values: &[u64], max: f64, w: f64, h: f64, x0: f64, color: &str, dash
     let pts: Vec<String> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            format!(
-                "{:.1},{:.1}",
-                x0 + i as f64 / n * w,
-                h - (*v as f64 / max) * h + 10.0
-            )
-        })
+        .map(|(i, v)| format!("{:.1},{:.1}", p.left + i as f64 / n * p.w, p.y(*v as f64)))
         .collect();
     format!(
-        "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.6\"{} points=\"{}\"/>",
-        if dash {
-            " stroke-dasharray=\"4 3\""
-        } else {
-            ""
-        },
+        "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.6\" points=\"{}\"/>",
         pts.join(" ")
     )
 }
 
+/// The value axis: a grid line and a label at each round tick.
+fn value_axis(svg: &mut String, p: &Plot, ticks: &[u64]) {
+    for t in ticks {
+        let y = p.y(*t as f64);
+        let _ = write!(
+            svg,
+            "<line x1=\"{}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e6e9ef\"/><text class=\"y-tick\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            p.left,
+            p.left + p.w,
+            p.left - 6.0,
+            y + 4.0,
+            thousands(*t)
+        );
+    }
+}
+
+/// The time axis: clock times (UTC) on round steps, and what the axis spans.
+fn time_axis(svg: &mut String, p: &Plot, s: &Series) {
+    let bottom = p.top + p.h;
+    if s.buckets == 0 {
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\">no requests in the journal yet</text>",
+            p.left,
+            bottom + 34.0
+        );
+        return;
+    }
+    // Bucket i is drawn at its start time, the last one at the right edge.
+    let end_ms = s.start_ms + (s.buckets.max(2) as i64 - 1) * s.bucket_ms;
+    let x = |t: i64| p.left + (t - s.start_ms) as f64 / (end_ms - s.start_ms) as f64 * p.w;
+    let (_, ticks) = time_ticks(s.start_ms, end_ms, 8);
+    for (t, label) in &ticks {
+        let xt = x(*t);
+        let _ = write!(
+            svg,
+            "<line x1=\"{xt:.1}\" x2=\"{xt:.1}\" y1=\"{}\" y2=\"{}\" stroke=\"#eef1f5\"/><line x1=\"{xt:.1}\" x2=\"{xt:.1}\" y1=\"{bottom}\" y2=\"{}\" stroke=\"#9aa3b2\"/><text class=\"x-tick\" x=\"{xt:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            p.top,
+            bottom,
+            bottom + 4.0,
+            bottom + 16.0,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\">UTC, from {} over {}</text>",
+        p.left,
+        bottom + 34.0,
+        esc(&iso(s.start_ms)),
+        esc(&span_text(end_ms - s.start_ms))
+    );
+}
+
 fn chart(
-    title_left: &str,
+    title: &str,
     lines: &[(String, Vec<u64>, &str)],
     limit: Option<u64>,
     s: &Series,
 ) -> String {
-    let (w, h, x0) = (960.0, 190.0, 44.0);
     let max = lines
         .iter()
         .flat_map(|(_, v, _)| v.iter().copied())
         .chain(limit)
         .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.1;
+        .unwrap_or(0);
+    let y_ticks = value_ticks(max, 5);
+    let p = Plot {
+        left: 64.0,
+        top: 10.0,
+        w: 930.0,
+        h: 190.0,
+        y_max: *y_ticks.last().unwrap_or(&1) as f64,
+    };
     let mut svg = format!(
         "<svg viewBox=\"0 0 {} {}\" width=\"100%\" role=\"img\" aria-label=\"{}\">",
-        w + x0 + 10.0,
-        h + 34.0,
-        esc(title_left)
+        p.left + p.w + 16.0,
+        p.top + p.h + 42.0,
+        esc(title)
     );
-    for i in 0..=4 {
-        let y = 10.0 + h - h * i as f64 / 4.0;
-        let _ = write!(svg, "<line x1=\"{x0}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e6e9ef\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.0}</text>", x0 + w, x0 - 6.0, y + 4.0, max * i as f64 / 4.0);
-    }
+    value_axis(&mut svg, &p, &y_ticks);
+    time_axis(&mut svg, &p, s);
     if let Some(l) = limit {
-        let y = 10.0 + h - (l as f64 / max) * h;
-        let _ = write!(svg, "<line x1=\"{x0}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#c0392b\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" style=\"fill:#c0392b\">limit {l}/s</text>", x0 + w, x0 + w, y - 4.0);
+        let y = p.y(l as f64);
+        // Above the line, or below it when the line is the top of the chart.
+        let label_y = if y - 4.0 < p.top + 12.0 {
+            y + 13.0
+        } else {
+            y - 4.0
+        };
+        let _ = write!(svg, "<line x1=\"{}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#c0392b\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{label_y:.1}\" text-anchor=\"end\" style=\"fill:#c0392b\">limit {l}/s</text>", p.left, p.left + p.w, p.left + p.w - 4.0);
     }
     for (_, v, color) in lines {
-        svg.push_str(&polyline(v, max, w, h, x0, color, false));
+        svg.push_str(&polyline(v, &p, color));
     }
-    let secs = (s.buckets as i64 * s.bucket_ms) / 1000;
-    let _ = write!(svg, "<text x=\"{x0}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">+{secs}s</text></svg>", h + 28.0, esc(&iso(s.start_ms)), x0 + w, h + 28.0);
+    svg.push_str("</svg>");
     let legend: String = lines
         .iter()
         .map(|(name, _, c)| format!("<span><i style=\"background:{c}\"></i>{}</span>", esc(name)))
@@ -348,7 +430,16 @@ fn instance_row(out: &mut dyn Write, r: &InstanceRow) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::esc;
+    use super::{esc, thousands};
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(100_000), "100,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
 
     #[test]
     fn escapes_markup() {
