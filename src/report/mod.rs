@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 pub use data::{iso, Overview, Series};
+pub use html::{thousands, FULL_TABLE_MAX};
 
 use crate::journal::{schema, JournalError};
 
