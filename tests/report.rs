@@ -279,6 +279,12 @@ fn report_files_are_private() {
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(j["summary"]["total"], 0);
     assert_eq!(j["instances"], serde_json::json!([]));
+
+    // An empty journal still makes a whole page, its charts with an axis.
+    let html = render(&path, Format::Html);
+    assert!(html.contains("<h2>Instances (0)</h2>") && html.trim_end().ends_with("</html>"));
+    assert_eq!(html.matches("no requests in the journal yet").count(), 2);
+    assert_eq!(tick_labels(&html, "y-tick"), ["0", "1", "0", "1"]);
 }
 
 /// The first Chromium on PATH, if any.
