@@ -5,7 +5,7 @@
 //!   cargo run --release --example bench -- propagation [N]  # the same (400), Open 1–4 s, YES 5–20 s after the apply
 //!   cargo run --release --example bench -- ceiling [N]      # limits off, zero latency: runner + journal ceiling
 //!   cargo run --release --example bench -- emulator [SECS]  # emulator requests/s, zero latency, loopback
-//!   cargo run --release --example bench -- report [N]       # report json/csv on an N-instance journal (100000)
+//!   cargo run --release --example bench -- report [N]       # every report format (and a chromium render of the html) on an N-instance journal (100000)
 //!   cargo run --release --example bench -- input [N]        # parse an N-row CSV (1000000): time and peak RSS
 //!
 //! The runner and the emulator run as separate processes (the real binary), so
@@ -585,6 +585,30 @@ fn emulator(secs: u64) {
     );
 }
 
+/// What happens to instance `i` of the report bench's journal: most are
+/// encrypted, some already were, a few fail (two codes) or are left unfinished,
+/// as after a real overnight run.
+#[derive(Clone, Copy, PartialEq)]
+enum BenchOutcome {
+    AlreadyEncrypted,
+    PreflightFailed,
+    GaveUp,
+    Unfinished,
+    Encrypted,
+}
+
+fn bench_outcome(i: usize) -> BenchOutcome {
+    match i {
+        _ if i.is_multiple_of(57) => BenchOutcome::PreflightFailed,
+        _ if i % 97 == 1 => BenchOutcome::GaveUp,
+        _ if i % 211 == 5 => BenchOutcome::Unfinished,
+        _ if i % 10 == 9 => BenchOutcome::AlreadyEncrypted,
+        _ => BenchOutcome::Encrypted,
+    }
+}
+
+const BENCH_REGIONS: [&str; 3] = ["ap-guangzhou", "ap-shanghai", "ap-singapore"];
+
 fn report(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.db");
@@ -598,10 +622,17 @@ fn report(n: usize) {
         let specs: Vec<InstanceSpec> = (0..n)
             .map(|i| InstanceSpec {
                 id: format!("cdb-{i:08}").parse().unwrap(),
-                region: "ap-guangzhou".into(),
+                region: BENCH_REGIONS[i % BENCH_REGIONS.len()].into(),
                 key_id: None,
                 key_region: None,
-                labels: vec![("team".into(), format!("team-{}", i % 7))],
+                labels: vec![
+                    ("team".into(), format!("team-{}", i % 7)),
+                    (
+                        "env".into(),
+                        if i % 4 == 0 { "staging" } else { "prod" }.into(),
+                    ),
+                    ("name".into(), format!("db-{i}")),
+                ],
                 line: i as u64 + 2,
             })
             .collect();
@@ -617,6 +648,7 @@ fn report(n: usize) {
             let t0 = 1_700_000_000_000 + (i as i64) * 100;
             let id: fleetcrypt::model::InstanceId = format!("cdb-{i:08}").parse().unwrap();
             let c = call;
+            let outcome = bench_outcome(i);
             tasks.spawn(async move {
                 let ch = |fact, call: Option<CallRecord>, at| Change {
                     instance_id: id.clone(),
@@ -625,9 +657,10 @@ fn report(n: usize) {
                     call,
                     at_ms: at,
                 };
+                let encrypted = outcome == BenchOutcome::AlreadyEncrypted;
                 j.apply(ch(
                     Fact::EncryptionRead {
-                        encrypted: false,
+                        encrypted,
                         settled: true,
                     },
                     Some(c(Action::DescribeDBInstanceInfo, t0)),
@@ -635,6 +668,23 @@ fn report(n: usize) {
                 ))
                 .await
                 .unwrap();
+                match outcome {
+                    BenchOutcome::AlreadyEncrypted => return,
+                    BenchOutcome::PreflightFailed => {
+                        j.apply(ch(
+                            Fact::PreflightFailed {
+                                code: "UnsupportedOperation".into(),
+                                message: "the instance does not support storage encryption".into(),
+                            },
+                            None,
+                            t0 + 10,
+                        ))
+                        .await
+                        .unwrap();
+                        return;
+                    }
+                    _ => {}
+                }
                 j.apply(ch(
                     Fact::AttemptWritten {
                         request: "{}".into(),
@@ -656,16 +706,20 @@ fn report(n: usize) {
                 ))
                 .await
                 .unwrap();
-                j.apply(ch(
-                    Fact::EncryptionRead {
+                let last = match outcome {
+                    BenchOutcome::Unfinished => return,
+                    BenchOutcome::GaveUp => Fact::GaveUp {
+                        code: "InternalError.KmsError".into(),
+                        message: "the KMS key is disabled or not authorised".into(),
+                    },
+                    _ => Fact::EncryptionRead {
                         encrypted: true,
                         settled: true,
                     },
-                    Some(c(Action::DescribeDBInstanceInfo, t0 + 5100)),
-                    t0 + 5100,
-                ))
-                .await
-                .unwrap();
+                };
+                let call = matches!(last, Fact::EncryptionRead { .. })
+                    .then(|| c(Action::DescribeDBInstanceInfo, t0 + 5100));
+                j.apply(ch(last, call, t0 + 5100)).await.unwrap();
             });
             while tasks.len() > 512 {
                 tasks.join_next().await;
@@ -673,11 +727,16 @@ fn report(n: usize) {
         }
         while tasks.join_next().await.is_some() {}
     });
+    let conn = schema::open_reader(&path).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
     println!(
-        "report: journal of {n} instances, {} events built in {:.1} s",
-        n * 5,
+        "report: journal of {n} instances ({} failed, {} unfinished), {} events, built in {:.1} s",
+        count("SELECT count(*) FROM instances WHERE state = 'failed'"),
+        count("SELECT count(*) FROM instances WHERE state NOT IN ('encrypted', 'already_encrypted', 'failed')"),
+        count("SELECT count(*) FROM events"),
         built.elapsed().as_secs_f64()
     );
+    drop(conn);
     for format in ["json", "csv", "md", "html"] {
         let out = dir.path().join(format!("r.{format}"));
         let u = run_measured(&[
@@ -697,6 +756,7 @@ fn report(n: usize) {
             u.code
         );
     }
+    render_in_chromium(&dir.path().join("r.html"));
     if let Some(keep) = std::env::var_os("BENCH_KEEP_JOURNAL") {
         std::fs::copy(&path, &keep).expect("copy the journal to BENCH_KEEP_JOURNAL");
     }
@@ -719,6 +779,64 @@ fn report(n: usize) {
             "  {label:<20} median of 5: {:.3} s (min {:.3}, max {:.3})",
             walls[2], walls[0], walls[4]
         );
+    }
+}
+
+/// How long headless Chromium takes to load the HTML report and screenshot
+/// it at 1280x2000, when a chromium is installed (at most 5 minutes).
+fn render_in_chromium(html: &Path) {
+    let found = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("  chromium screenshot: skipped (no chromium on PATH; apt-get install chromium)");
+        return;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let png = profile.path().join("r.png");
+    let started = Instant::now();
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    match status {
+        Some(s) => println!(
+            "  chromium screenshot 1280x2000 of the html report: {:.1} s, {size} byte PNG ({s})",
+            started.elapsed().as_secs_f64()
+        ),
+        None => println!(
+            "  chromium screenshot 1280x2000 of the html report: gave up after {} s",
+            limit.as_secs()
+        ),
     }
 }
 

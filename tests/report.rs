@@ -4,8 +4,9 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use fleetcrypt::api::{Client, ClientOptions, Credentials, EndpointPolicy};
@@ -97,6 +98,16 @@ async fn journal_of_a_run(dir: &std::path::Path) -> (std::path::PathBuf, Emulato
     journal.end_run(run_id, 1).await.unwrap();
     (path, emu, rate)
 }
+
+/// Strings that would make the HTML report load something from elsewhere.
+const EXTERNAL: [&str; 6] = [
+    "src=\"http",
+    "href=\"http",
+    "@import",
+    "url(",
+    "<link",
+    "<script src",
+];
 
 fn render(path: &std::path::Path, format: Format) -> String {
     let mut out = Vec::new();
@@ -234,14 +245,7 @@ async fn reports_agree_with_ground_truth_and_are_safe() {
     // HTML: self-contained, escaped.
     let html = render(&path, Format::Html);
     assert!(html.starts_with("<!DOCTYPE html>"));
-    for external in [
-        "src=\"http",
-        "href=\"http",
-        "@import",
-        "url(",
-        "<link",
-        "<script src",
-    ] {
+    for external in EXTERNAL {
         assert!(!html.contains(external), "external reference {external}");
     }
     assert!(!html.contains("<script>alert(1)"), "user text not escaped");
@@ -250,51 +254,14 @@ async fn reports_agree_with_ground_truth_and_are_safe() {
     assert!(html.contains(&per_instance) && html.contains("showed YES"));
     assert!(html.contains(&*chain::head(&conn).unwrap()));
 
-    // Rendered in a real browser when one is installed.
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find(|b| {
-            std::process::Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    match chromium {
-        None => eprintln!(
-            "SKIPPED: headless Chromium render (no chromium on PATH; apt-get install chromium)"
-        ),
-        Some(b) => {
-            let file = dir.path().join("r.html");
-            std::fs::write(&file, &html).unwrap();
-            let png = dir.path().join("r.png");
-            let out = std::process::Command::new(b)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--window-size=1200,1600",
-                ])
-                .arg(format!(
-                    "--user-data-dir={}",
-                    dir.path().join("chrome").display()
-                ))
-                .arg(format!("--screenshot={}", png.display()))
-                .arg(format!("file://{}", file.display()))
-                .output()
-                .unwrap();
-            let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
-            assert!(
-                size > 20_000,
-                "chromium rendered nothing ({size} bytes): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    // Rendered in a real browser when one is installed: a screenshot, and the
+    // instance table inside the page with its last column (labels) in view.
+    std::fs::write(dir.path().join("r.html"), &html).unwrap();
+    browser_checks(
+        dir.path(),
+        &dir.path().join("r.html"),
+        Duration::from_secs(60),
+    );
 }
 
 #[test]
@@ -313,4 +280,394 @@ fn report_files_are_private() {
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(j["summary"]["total"], 0);
     assert_eq!(j["instances"], serde_json::json!([]));
+
+    // An empty journal still makes a whole page, its charts with an axis.
+    let html = render(&path, Format::Html);
+    assert!(html.contains("<h2>Instances (0)</h2>") && html.trim_end().ends_with("</html>"));
+    assert_eq!(html.matches("no requests in the journal yet").count(), 2);
+    assert_eq!(tick_labels(&html, "y-tick"), ["0", "1", "0", "1"]);
+}
+
+/// The first Chromium on PATH, if any.
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+/// Runs headless Chromium on `page` with `args`, killed after `limit`: its
+/// standard output, or `None` when it ran out of time.
+fn run_chromium(
+    browser: &str,
+    work: &Path,
+    args: &[String],
+    page: &Path,
+    limit: Duration,
+) -> Option<String> {
+    let profile = tempfile::tempdir_in(work).unwrap();
+    let stdout = work.join(format!("chromium-{}.out", std::process::id()));
+    let mut child = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(std::fs::read_to_string(&stdout).unwrap_or_default())
+}
+
+/// In headless Chromium, when one is installed (skipped with a message
+/// otherwise): a 1280x2000 screenshot of the report at `page` is taken within
+/// `limit`, and, measured in the browser's own layout, the page does not
+/// overflow sideways and the instance table's last column (labels) ends
+/// inside its box.
+fn browser_checks(work: &Path, page: &Path, limit: Duration) {
+    let Some(browser) = chromium() else {
+        eprintln!(
+            "SKIPPED: headless Chromium screenshot of the HTML report (no chromium on PATH; apt-get install chromium)"
+        );
+        return;
+    };
+    let png = work.join("r.png");
+    let started = Instant::now();
+    let done = run_chromium(
+        browser,
+        work,
+        &[format!("--screenshot={}", png.display())],
+        page,
+        limit,
+    );
+    let took = started.elapsed();
+    assert!(done.is_some(), "no screenshot within {limit:?}");
+    let bytes = std::fs::read(&png).unwrap_or_default();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 20_000,
+        "chromium rendered nothing ({} bytes)",
+        bytes.len()
+    );
+    eprintln!(
+        "chromium: {} byte screenshot of {} in {took:.1?}",
+        bytes.len(),
+        page.display()
+    );
+
+    // The same page with a probe that writes the layout's verdict into the title.
+    let html = std::fs::read_to_string(page).unwrap();
+    let probe = r#"<script>(function(){var t=document.getElementById('instances'),box=t.closest('.table-box'),last=t.tHead.rows[0].cells[t.tHead.rows[0].cells.length-1];
+var r=last.getBoundingClientRect().right,b=box.getBoundingClientRect().right,page=document.documentElement.scrollWidth,w=window.innerWidth;
+document.title='layout '+(r<=b+0.5&&t.scrollWidth<=box.clientWidth&&page<=w?'fits':'overflows')+' labels-right='+r+' box-right='+b+' page='+page+' window='+w;})();</script></body>"#;
+    assert!(html.contains("</body>"));
+    let probed = work.join("probed.html");
+    std::fs::write(&probed, html.replacen("</body>", probe, 1)).unwrap();
+    let dom = run_chromium(browser, work, &["--dump-dom".to_string()], &probed, limit)
+        .expect("chromium --dump-dom in time");
+    let title = dom
+        .split("<title>")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap_or("");
+    assert!(title.starts_with("layout fits"), "{title}");
+}
+
+/// What happens to instance `i` of a synthetic journal (as in `bench -- report`,
+/// with more failures, so that more than 1,000 are not encrypted): most
+/// encrypted, every tenth already was, some fail with one of two codes, some are
+/// left unfinished.
+fn synthetic_state(i: usize) -> &'static str {
+    match i {
+        _ if i.is_multiple_of(13) => "UnsupportedOperation",
+        _ if i % 29 == 1 => "InternalError.KmsError",
+        _ if i % 53 == 5 => "verifying",
+        _ if i % 10 == 9 => "already_encrypted",
+        _ => "encrypted",
+    }
+}
+
+const SYNTHETIC_REGIONS: [&str; 3] = ["ap-guangzhou", "ap-shanghai", "ap-singapore"];
+
+/// A journal of `n` instances over three regions, one request every 100 ms,
+/// built through the journal's own writer without a run (a few seconds for 20,000).
+async fn synthetic_journal(path: &Path, n: usize) {
+    use fleetcrypt::input::InstanceSpec;
+    use fleetcrypt::journal::{CallRecord, Change, Fact};
+    use fleetcrypt::model::{Action, Disposition, InstanceId};
+
+    let j = Journal::open(path).unwrap();
+    let specs = (0..n)
+        .map(|i| InstanceSpec {
+            id: format!("cdb-{i:08}").parse().unwrap(),
+            region: SYNTHETIC_REGIONS[i % 3].into(),
+            key_id: None,
+            key_region: None,
+            labels: vec![
+                ("team".into(), format!("team-{}", i % 7)),
+                ("name".into(), format!("db-{i}")),
+            ],
+            line: i as u64 + 2,
+        })
+        .collect();
+    j.import(specs).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let j = j.clone();
+        tasks.spawn(async move {
+            let id: InstanceId = format!("cdb-{i:08}").parse().unwrap();
+            let t0 = 1_764_470_400_000 + i as i64 * 100;
+            let call = |action, t| {
+                Some(CallRecord {
+                    latency_ms: 40,
+                    request_id: Some(format!("req-{i}-{t}")),
+                    ..CallRecord::new(action, "cdb.tencentcloudapi.com", t)
+                })
+            };
+            let apply = |fact, call, at_ms| {
+                j.apply(Change {
+                    instance_id: id.clone(),
+                    fact,
+                    run_id: None,
+                    call,
+                    at_ms,
+                })
+            };
+            let state = synthetic_state(i);
+            let first = Fact::EncryptionRead {
+                encrypted: state == "already_encrypted",
+                settled: true,
+            };
+            apply(first, call(Action::DescribeDBInstanceInfo, t0), t0)
+                .await
+                .unwrap();
+            match state {
+                "already_encrypted" => return,
+                "UnsupportedOperation" => {
+                    let fact = Fact::PreflightFailed {
+                        code: state.into(),
+                        message: "the instance does not support storage encryption".into(),
+                    };
+                    apply(fact, None, t0 + 10).await.unwrap();
+                    return;
+                }
+                _ => {}
+            }
+            let written = Fact::AttemptWritten {
+                request: "{}".into(),
+            };
+            apply(written, None, t0 + 50).await.unwrap();
+            let answered = Fact::AttemptAnswered {
+                disposition: Disposition::Accepted,
+                settles_at_ms: t0 + 17_000,
+                next_attempt_at_ms: None,
+                kms_error: false,
+            };
+            let open = call(Action::OpenDBInstanceEncryption, t0 + 60);
+            apply(answered, open, t0 + 5000).await.unwrap();
+            match state {
+                "verifying" => {}
+                "InternalError.KmsError" => {
+                    let fact = Fact::GaveUp {
+                        code: state.into(),
+                        message: "the KMS key is disabled".into(),
+                    };
+                    apply(fact, None, t0 + 5100).await.unwrap();
+                }
+                _ => {
+                    let yes = Fact::EncryptionRead {
+                        encrypted: true,
+                        settled: true,
+                    };
+                    let read = call(Action::DescribeDBInstanceInfo, t0 + 5100);
+                    apply(yes, read, t0 + 5100).await.unwrap();
+                }
+            }
+        });
+        while tasks.len() > 512 {
+            tasks.join_next().await;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The numbers in the `class="{class}"` SVG labels, in page order.
+fn tick_labels<'a>(html: &'a str, class: &str) -> Vec<&'a str> {
+    let marker = format!("class=\"{class}\"");
+    html.split(&marker)
+        .skip(1)
+        .filter_map(|rest| rest.split('>').nth(1)?.split('<').next())
+        .collect()
+}
+
+/// Issue 12: above 2,000 instances the HTML keeps the summary, charts and
+/// failures, counts the instances per region and label, lists only those not
+/// confirmed encrypted (at most 1,000), and stays small: 20,000 instances make
+/// under 1 MB, so 100,000 would be under 5 MB even if the page grew with the
+/// fleet (it does not). The CSV keeps every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_journal_makes_a_small_html_report() {
+    const N: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.db");
+    let built = Instant::now();
+    synthetic_journal(&path, N).await;
+    eprintln!("{N}-instance journal built in {:.1?}", built.elapsed());
+
+    let started = Instant::now();
+    let html = render(&path, Format::Html);
+    let took = started.elapsed();
+    eprintln!(
+        "html report of {N} instances: {} bytes in {took:.1?}",
+        html.len()
+    );
+    assert!(
+        html.len() < 1_000_000,
+        "{} bytes for {N} instances: 100,000 could pass 5 MB",
+        html.len()
+    );
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    for external in EXTERNAL {
+        assert!(!html.contains(external), "external reference {external}");
+    }
+
+    let states: Vec<&str> = (0..N).map(synthetic_state).collect();
+    let count = |s: &str| states.iter().filter(|x| **x == s).count();
+    let failed = count("UnsupportedOperation") + count("InternalError.KmsError");
+    let unfinished = count("verifying");
+
+    // The summary, both charts and the failures stay.
+    assert!(html.contains(&format!(
+        "<div class=\"n\">{}</div><div class=\"l\">failed</div>",
+        thousands(failed)
+    )));
+    assert_eq!(html.matches("<svg").count(), 2);
+    // Failure groups: a count and ten example ids, "and N more".
+    let kms = count("InternalError.KmsError");
+    assert!(
+        html.contains(&format!("<td class=\"num\">{}</td>", thousands(kms)))
+            && html.contains(&format!(" and {} more", thousands(kms - 10))),
+        "KmsError group"
+    );
+    // The last failed instance is neither in its group's examples nor in the
+    // first 1,000 listed: no cell holds every id.
+    let last_failed = (0..N)
+        .rev()
+        .find(|i| states[*i] == "UnsupportedOperation")
+        .unwrap();
+    assert!(!html.contains(&format!("cdb-{last_failed:08}")));
+
+    // Only instances not confirmed encrypted are listed, the first 1,000 of them.
+    let listed = html
+        .split("<table id=\"instances\"")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap()
+        .matches("<tr><td>")
+        .count();
+    assert!(failed + unfinished > 1_000);
+    assert_eq!(listed, 1_000);
+    let first_encrypted = states.iter().position(|s| *s == "encrypted").unwrap();
+    assert!(!html.contains(&format!("cdb-{first_encrypted:08}")));
+    assert!(
+        html.contains("cdb-00000000"),
+        "the first failed instance is listed"
+    );
+    assert!(html.contains(&format!(
+        "{} more are not",
+        thousands(failed + unfinished - listed)
+    )));
+    // Where the full list is, as a command to copy.
+    let command = format!(
+        "fleetcrypt --journal {} report --format csv -o instances.csv",
+        path.display()
+    );
+    assert!(html.contains(&command), "{command}");
+
+    // Counted per region and per label value; a label with a value per
+    // instance is named, not counted.
+    let per_region = |r: usize, s: &str| (r..N).step_by(3).filter(|i| states[*i] == s).count();
+    let guangzhou_encrypted = per_region(0, "encrypted");
+    assert!(html.contains(&format!(
+        "<tr><td>ap-guangzhou</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+        thousands(guangzhou_encrypted),
+        thousands(per_region(0, "already_encrypted"))
+    )));
+    assert!(html.contains("<tr><td>team=team-3</td>"));
+    assert!(html.contains("<code>name</code> (20,000 values)"));
+
+    // The table fits: fixed columns inside a box that scrolls sideways when narrow.
+    assert!(html.contains("table.instances{table-layout:fixed;min-width:900px}"));
+    assert!(html.contains(".table-box{overflow-x:auto"));
+    assert!(html.contains("<div class=\"panel table-box\"><input type=\"search\""));
+
+    // Each chart: value ticks 0, s, 2s, … with s 1, 2 or 5 × 10^k, and several
+    // clock times on the time axis.
+    for svg in html.split("<svg").skip(1) {
+        let svg = svg.split("</svg>").next().unwrap();
+        let y: Vec<u64> = tick_labels(svg, "y-tick")
+            .iter()
+            .map(|t| t.replace(',', "").parse().unwrap())
+            .collect();
+        assert!(y.len() >= 3, "{y:?}");
+        let step = y[1];
+        assert!(
+            [1, 2, 5].contains(&(step / 10u64.pow(step.ilog10()))),
+            "{y:?}"
+        );
+        assert!(
+            y.iter().enumerate().all(|(i, v)| *v == i as u64 * step),
+            "{y:?}"
+        );
+        // 20,000 instances 100 ms apart: 33 minutes, a tick every 5 minutes.
+        let x = tick_labels(svg, "x-tick");
+        assert!(x.len() >= 4, "{x:?}");
+        assert!(
+            x.iter().all(|t| t.len() == 5 && t.as_bytes()[2] == b':'),
+            "{x:?}"
+        );
+    }
+
+    // The CSV still has every instance.
+    let csv = render(&path, Format::Csv);
+    assert_eq!(csv.lines().count(), N + 1);
+
+    browser_checks(
+        dir.path(),
+        &{
+            let file = dir.path().join("big.html");
+            std::fs::write(&file, &html).unwrap();
+            file
+        },
+        Duration::from_secs(30),
+    );
+}
+
+fn thousands(n: usize) -> String {
+    fleetcrypt::report::thousands(n as u64)
 }

@@ -1,6 +1,7 @@
 //! Audit reports from the journal (SPEC §6). Reports read the journal only,
 //! through a read-only connection, and stream instances one row at a time.
 
+mod axis;
 mod csv_out;
 mod data;
 mod html;
@@ -11,6 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 pub use data::{iso, Overview, Series};
+pub use html::{thousands, FULL_TABLE_MAX};
 
 use crate::journal::{schema, JournalError};
 
