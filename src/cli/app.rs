@@ -69,5 +69,22 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Journal {
             command: JournalCommand::Verify,
         } => commands::journal_verify(&global),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut super::args::Cli::command(),
+                "fleetcrypt",
+                &mut std::io::stdout(),
+            );
+            Ok(super::error::Done::Ok)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(super::args::Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| CliError::failed(format!("cannot write the manual page: {e}")))?;
+            Ok(super::error::Done::Ok)
+        }
     }
 }

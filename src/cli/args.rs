@@ -55,22 +55,43 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole job against the embedded emulator (no account, no network).
+    #[command(
+        after_help = "Examples:\n  fleetcrypt demo\n  fleetcrypt demo --rate 10 --report /tmp/demo.html --keep-journal /tmp/demo.db"
+    )]
     Demo(DemoArgs),
     /// Validate the input and run the preflight reads only; sends no write.
+    #[command(
+        after_help = "Examples:\n  fleetcrypt plan --instances fleet.csv\n  fleetcrypt plan --instances fleet.csv --only Env=staging"
+    )]
     Plan(PlanArgs),
     /// Import the input into the journal and drive every instance to a terminal state.
+    #[command(
+        after_help = "Examples:\n  fleetcrypt run --instances fleet.csv --canary 5\n  fleetcrypt run --instances fleet.csv --waves Env=staging,Env=prod --max-errors 2%\n  fleetcrypt run --instances fleet.csv --window 01:00-05:00 --window-tz Asia/Shanghai"
+    )]
     Run(RunArgs),
     /// Check the set-up before a run: credentials, endpoints, clock skew, KMS,
     /// the role MySQL_QCSRole, the journal, the quota and the ETA (exit 0 / 1 / 3).
+    #[command(
+        after_help = "Examples:\n  fleetcrypt doctor\n  fleetcrypt --profile prod doctor --instances fleet.csv"
+    )]
     Doctor(super::doctor::DoctorArgs),
     /// Continue the journal's unfinished instances (same as `run` with no new input).
+    #[command(
+        after_help = "Examples:\n  fleetcrypt resume\n  fleetcrypt --journal /var/lib/fleetcrypt/fleet.db resume --only Env=prod"
+    )]
     Resume(JobArgs),
     /// Counts per state, rate, ETA and failures (read-only; works beside a live run).
+    #[command(
+        after_help = "Examples:\n  fleetcrypt status\n  watch -n 10 fleetcrypt status\n  fleetcrypt status --json | jq .verification"
+    )]
     Status {
         #[arg(long)]
         json: bool,
     },
     /// Audit report from the journal.
+    #[command(
+        after_help = "Examples:\n  fleetcrypt report --format html -o report.html\n  fleetcrypt report --format csv -o instances.csv"
+    )]
     Report {
         #[arg(long, value_enum)]
         format: crate::report::Format,
@@ -79,16 +100,28 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Put failed instances back to pending (logged as events).
+    #[command(
+        after_help = "Examples:\n  fleetcrypt retry-failed --code InternalError.KmsError && fleetcrypt resume"
+    )]
     RetryFailed {
         /// Only instances whose last error code is CODE (or starts with CODE.).
         #[arg(long)]
         code: Option<String>,
     },
     /// List master instances with DescribeDBInstances into an input CSV.
+    #[command(
+        after_help = "Examples:\n  fleetcrypt discover --region ap-guangzhou,ap-shanghai -o fleet.csv\n  fleetcrypt discover --region ap-guangzhou --tag env=staging"
+    )]
     Discover(DiscoverArgs),
     /// The local CDB + KMS API emulator.
+    #[command(
+        after_help = "Examples:\n  fleetcrypt emulator --listen 127.0.0.1:8080 --generate 500\n  fleetcrypt emulator --listen 127.0.0.1:8080 --fleet fleet.csv --propagation 5s..20s"
+    )]
     Emulator(super::emulator_cmd::EmulatorArgs),
     /// One signed API call; the response JSON goes to standard output.
+    #[command(
+        after_help = "Examples:\n  fleetcrypt call cdb DescribeDBInstanceInfo '{\"InstanceId\":\"cdb-abcd1234\"}' --region ap-guangzhou"
+    )]
     Call {
         /// Product: cdb or kms (others with --api-version).
         service: String,
@@ -108,10 +141,22 @@ pub enum Command {
         timeout: Duration,
     },
     /// The journal's tamper-evident event chain.
+    #[command(after_help = "Examples:\n  fleetcrypt journal verify")]
     Journal {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// Shell completions for bash, zsh or fish, on standard output.
+    #[command(
+        after_help = "Examples:\n  fleetcrypt completions bash > /etc/bash_completion.d/fleetcrypt\n  fleetcrypt completions zsh > ~/.zfunc/_fleetcrypt\n  fleetcrypt completions fish > ~/.config/fish/completions/fleetcrypt.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff), on standard output.
+    #[command(after_help = "Examples:\n  fleetcrypt man > fleetcrypt.1 && man ./fleetcrypt.1")]
+    Man,
 }
 
 #[derive(Debug, Subcommand)]

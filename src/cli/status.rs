@@ -74,6 +74,11 @@ impl RolloutStatus {
                 }
                 RolloutEvent::WindowPaused { until, .. } => s.paused_until = Some(until.clone()),
                 RolloutEvent::WindowOpened { .. } => s.paused_until = None,
+                RolloutEvent::OutsideWindow { next_open, .. } => {
+                    s.halted = Some(format!(
+                        "outside the maintenance window (next opens {next_open})"
+                    ))
+                }
                 RolloutEvent::ErrorCounted { errors, budget, .. } => {
                     s.errors = *errors;
                     s.budget = Some(*budget);
@@ -233,11 +238,16 @@ impl fmt::Display for Status {
                 .unwrap_or_else(|| "-".into())
         )?;
         if let Some(r) = &self.rollout {
-            if let Some(until) = &r.paused_until {
-                writeln!(
+            match (&r.paused_until, self.running) {
+                (Some(until), true) => writeln!(
                     f,
                     "paused until {until}: outside the maintenance window, no new Open starts"
-                )?;
+                )?,
+                (Some(until), false) => writeln!(
+                    f,
+                    "the last run was paused until {until} (outside the maintenance window) when it ended"
+                )?,
+                _ => {}
             }
             if let Some(w) = &r.wave {
                 writeln!(f, "wave: {w}")?;

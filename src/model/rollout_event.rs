@@ -43,6 +43,12 @@ pub enum RolloutEvent {
     WindowOpened {
         window: String,
     },
+    /// Outside the window with `--exit-outside-window`: no new Open; the run
+    /// verifies what is in flight and exits.
+    OutsideWindow {
+        window: String,
+        next_open: String,
+    },
     /// A write-path error counted against the budget.
     ErrorCounted {
         code: String,
@@ -115,6 +121,9 @@ impl RolloutEvent {
                 format!("outside the window {window}: paused until {until}")
             }
             RolloutEvent::WindowOpened { window } => format!("window {window} open: Opens resume"),
+            RolloutEvent::OutsideWindow { window, next_open } => format!(
+                "outside the window {window}: stopped starting Opens (--exit-outside-window; next opens {next_open})"
+            ),
             RolloutEvent::ErrorCounted {
                 code,
                 errors,

@@ -72,10 +72,18 @@ pub struct Dispatcher {
     unanswered: HashMap<Bucket, usize>,
     /// Per Open bucket: how many may be unanswered (the ramp; `None`: no ramp).
     ramp_cap: HashMap<Bucket, usize>,
+    /// Instances whose last Open got an error answer (ambiguous) not yet
+    /// resolved: confirmed by a settled read (a write-path error), verified
+    /// `YES`, or out of progress. While these and the confirmed errors together
+    /// exceed the budget, no new Open starts: a systematic failure is held at
+    /// the budget even while its confirmations wait out the settle window.
+    suspects: std::collections::HashSet<InstanceId>,
     /// Rollout milestones to journal (from the synchronous `handle`).
     notes: Vec<RolloutEvent>,
     /// The first phase waits out one window before its first request.
     started: bool,
+    /// The last batch `refill` read was all outside the phase's filter.
+    last_batch_filtered: bool,
 }
 
 impl Dispatcher {
@@ -106,8 +114,10 @@ impl Dispatcher {
             window_check_at: None,
             unanswered: HashMap::new(),
             ramp_cap: HashMap::new(),
+            suspects: std::collections::HashSet::new(),
             notes: Vec::new(),
             started: false,
+            last_batch_filtered: false,
         }
     }
 
@@ -143,6 +153,27 @@ impl Dispatcher {
                 .collect();
             q.extend(kept);
         }
+        // Instances waiting on a timer for a step that no longer runs (a retry's
+        // write-ahead after its backoff) leave now, not when the timer fires.
+        let waiting: Vec<InstanceId> = self
+            .timers
+            .iter()
+            .filter(|Reverse((_, _, _, step))| !Self::finishes_an_attempt(*step))
+            .map(|Reverse((_, _, id, _))| id.clone())
+            .collect();
+        for id in waiting {
+            self.idle.remove(&id);
+            self.suspects.remove(&id);
+        }
+        self.suspects.retain(|id| self.idle.contains_key(id));
+    }
+
+    /// Whether the confirmed write-path errors and the error answers still
+    /// being confirmed together exceed the budget: then no new Open starts
+    /// until enough of them resolve (or the budget is spent for good).
+    fn errors_may_exceed_the_budget(&self) -> bool {
+        let budget = self.ctx.budget.lock().unwrap_or_else(|e| e.into_inner());
+        budget.errors.saturating_add(self.suspects.len() as u64) > budget.limit
     }
 
     /// A write-path error for the budget (issue 11).
@@ -193,6 +224,12 @@ impl Dispatcher {
         } else {
             let next = window.next_open(wall);
             if self.ctx.config.rollout.exit_outside_window {
+                if self.halt.is_none() {
+                    self.notes.push(RolloutEvent::OutsideWindow {
+                        window: window.to_string(),
+                        next_open: rfc3339(next),
+                    });
+                }
                 self.halt(StopReason::OutsideWindow {
                     window: window.to_string(),
                     next_open: rfc3339(next),
@@ -259,8 +296,19 @@ impl Dispatcher {
             .push(Reverse((step.priority(), seq, id, step)));
     }
 
-    /// Brings instances from the journal into progress, up to `max_active`.
+    /// Brings instances from the journal into progress, up to `max_active`,
+    /// reading on past batches the phase's filter leaves empty.
     async fn refill(&mut self) -> Result<(), RunError> {
+        loop {
+            let before = self.idle.len();
+            self.refill_once().await?;
+            if self.exhausted || self.idle.len() > before || !self.last_batch_filtered {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn refill_once(&mut self) -> Result<(), RunError> {
         let ctx = self.ctx.clone();
         let cfg = &ctx.config;
         let in_progress = self.idle.len() + self.executing;
@@ -277,6 +325,7 @@ impl Dispatcher {
         if rows.len() < want {
             self.exhausted = true;
         }
+        self.last_batch_filtered = !rows.is_empty() && rows.iter().all(|r| !(self.filter)(r));
         let now = Instant::now();
         let now_wall = now_ms();
         for row in rows {
@@ -418,14 +467,24 @@ impl Dispatcher {
             }
         }
         let mut res = res;
+        if res.step == Step::Send
+            && res.active.row.last_outcome == Some(crate::model::Disposition::Ambiguous)
+        {
+            self.suspects.insert(res.active.id().clone());
+        }
         if let Some(code) = res.active.write_error.take() {
+            self.suspects.remove(res.active.id());
             self.count_write_error(code);
+        }
+        if res.active.state().is_terminal() || matches!(res.next, Next::Stop(_)) {
+            self.suspects.remove(res.active.id());
         }
         let a = res.active;
         match res.next {
             Next::Done => self.counters.finished(a.state()),
             Next::After(step, _) if self.halt.is_some() && !Self::finishes_an_attempt(step) => {
                 // Halted: the instance stays as the journal has it.
+                self.suspects.remove(a.id());
             }
             Next::After(step, delay) => {
                 let at = Instant::now() + delay;
@@ -452,7 +511,9 @@ impl Dispatcher {
         // Write-aheads: keep at most `rate` staged per Open bucket, so the journal never
         // holds more attempts than are about to leave.
         // Outside the window or halted: no new Open starts (they wait, or left).
-        let opens_allowed = self.halt.is_none() && self.paused_until.is_none();
+        let opens_allowed = self.halt.is_none()
+            && self.paused_until.is_none()
+            && !self.errors_may_exceed_the_budget();
         let ramp_start = cfg.rollout.ramp_start;
         let buckets: Vec<Bucket> = if opens_allowed {
             self.open_wait.keys().cloned().collect()

@@ -202,6 +202,9 @@ pub async fn run(
         config.rollout.clone()
     };
     let plan = phases::plan(journal, &rollout).await?;
+    if plan.touched == 0 && !rollout.touches_everything() {
+        tracing::warn!("the selection (--only/--exclude/--waves) matches no unfinished instance: nothing to do (values are case-sensitive)");
+    }
     *ctx.budget.lock().unwrap_or_else(|e| e.into_inner()) = rollout::ErrorBudget::new(plan.budget);
     if !config.plan_only {
         journal.note_rollout(run_id, &plan.event(&rollout)).await?;

@@ -243,15 +243,10 @@ impl WindowTz {
             })
     }
 
-    /// From `--window-tz`, else the `TZ` variable, else the system's local time.
+    /// From `--window-tz`, else local time (which follows `TZ`, an IANA name or
+    /// a POSIX string like `CST-8`, as the C library does).
     pub fn from_flag_or_env(flag: Option<&str>) -> Result<WindowTz, String> {
-        match flag {
-            Some(name) => WindowTz::parse(name),
-            None => match std::env::var("TZ").ok().filter(|v| !v.trim().is_empty()) {
-                Some(v) => WindowTz::parse(v.trim_start_matches(':')),
-                None => Ok(WindowTz::Local),
-            },
-        }
+        flag.map_or(Ok(WindowTz::Local), WindowTz::parse)
     }
 }
 
