@@ -35,6 +35,41 @@ fn run_config(url: &str, rate: u32) -> RunConfig {
     }
 }
 
+/// An emulator with `cfg` serving `world`, and a fresh journal with `specs`
+/// imported: (emulator, the journal's directory, its path, the journal).
+async fn fleet_journal(
+    cfg: fleetcrypt::emulator::EmulatorConfig,
+    world: World,
+    specs: Vec<fleetcrypt::model::InstanceSpec>,
+) -> (
+    EmulatorThread,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Journal,
+) {
+    let emu = EmulatorThread::start(cfg, world);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path).unwrap();
+    journal.import(specs).await.unwrap();
+    (emu, dir, path, journal)
+}
+
+/// Runs every unfinished instance of `journal` with `config`; answers why the
+/// run stopped early, if it did.
+async fn run_to_end(journal: &Journal, config: &RunConfig) -> Option<runner::StopReason> {
+    runner::run(
+        journal,
+        &client(config.timeout),
+        config,
+        None,
+        CancellationToken::new(),
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap()
+}
+
 fn client(timeout: Duration) -> Client {
     Client::new(
         Credentials::new(SECRET_ID, SECRET_KEY),
@@ -60,11 +95,7 @@ async fn mixed_faults_end_in_ground_truth() {
     let rate = 40;
     let mut cfg = fast_config(rate);
     cfg.faults = Faults::mixed(0.20);
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let config = run_config(&emu.url, rate);
     let counters = Arc::new(Counters::default());
     let stop = runner::run(
@@ -239,25 +270,12 @@ async fn operation_denied_then_yes_is_success() {
     cfg.faults.internal_applied = 1.0;
     cfg.apply_within = Duration::ZERO;
     cfg.propagation = fleetcrypt::emulator::Latency::fixed(Duration::from_millis(1500));
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.timeout = Duration::from_millis(500);
     // Shorter than the propagation: an operator's misjudged window.
     config.settle = Duration::from_millis(600);
-    runner::run(
-        &journal,
-        &client(config.timeout),
-        &config,
-        None,
-        CancellationToken::new(),
-        Arc::new(Counters::default()),
-    )
-    .await
-    .unwrap();
+    run_to_end(&journal, &config).await;
     drop(journal);
     let truth = emu.truth();
     let t = &truth.instances["cdb-slow0001"];
@@ -305,23 +323,10 @@ async fn check_kms_fails_disabled_keys_before_any_write() {
     assert!(!disabled.is_empty());
     let distinct_keys = world.keys.len();
     assert_eq!(distinct_keys, 6);
-    let emu = EmulatorThread::start(fast_config(20), world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(fast_config(20), world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.check_kms = true;
-    runner::run(
-        &journal,
-        &client(config.timeout),
-        &config,
-        None,
-        CancellationToken::new(),
-        Arc::new(Counters::default()),
-    )
-    .await
-    .unwrap();
+    run_to_end(&journal, &config).await;
     drop(journal);
     let truth = emu.truth();
     let conn = schema::open_reader(&path).unwrap();
@@ -366,11 +371,7 @@ async fn recovery_waits_for_the_longest_settle_any_run_used() {
         "ap-guangzhou",
     ));
     let specs = specs_of(&world);
-    let emu = EmulatorThread::start(fast_config(20), world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(fast_config(20), world, specs).await;
     // The crashed run: --settle 3s, attempt written ahead, never answered.
     journal
         .start_run(
@@ -409,16 +410,7 @@ async fn recovery_waits_for_the_longest_settle_any_run_used() {
     let config = run_config(&emu.url, 20);
     assert_eq!(config.settle, Duration::from_millis(2500));
     let started = fleetcrypt::model::now_ms();
-    runner::run(
-        &journal,
-        &client(config.timeout),
-        &config,
-        None,
-        CancellationToken::new(),
-        Arc::new(Counters::default()),
-    )
-    .await
-    .unwrap();
+    run_to_end(&journal, &config).await;
     drop(journal);
     let conn = schema::open_reader(&path).unwrap();
     let (settled_read, second_attempt): (i64, i64) = conn
@@ -463,25 +455,12 @@ async fn an_unsettled_no_never_fails_the_last_attempt() {
     // Applied 2.0–2.4 s after the send: well after the early read (client timeout
     // 1 s + 200 ms), well before the settled one (3.5 s).
     cfg.hang_for = Duration::from_secs(2);
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     // One attempt: a NO that counted would end the instance at once.
     config.max_attempts = 1;
     config.settle = Duration::from_millis(3500);
-    runner::run(
-        &journal,
-        &client(config.timeout),
-        &config,
-        None,
-        CancellationToken::new(),
-        Arc::new(Counters::default()),
-    )
-    .await
-    .unwrap();
+    run_to_end(&journal, &config).await;
     drop(journal);
     let conn = schema::open_reader(&path).unwrap();
     let (state, code): (String, Option<String>) = conn
@@ -530,25 +509,12 @@ async fn rejected_opens_are_reread_and_resent_until_encrypted() {
     let mut cfg = fast_config(rate);
     cfg.rate_limits
         .insert(OPEN_DB_INSTANCE_ENCRYPTION.to_string(), 3);
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, rate);
     config.max_attempts = 50;
     config.retry_backoff =
         runner::Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
-    let stop = runner::run(
-        &journal,
-        &client(config.timeout),
-        &config,
-        None,
-        CancellationToken::new(),
-        Arc::new(Counters::default()),
-    )
-    .await
-    .unwrap();
+    let stop = run_to_end(&journal, &config).await;
     assert_eq!(stop, None);
     drop(journal);
 
@@ -837,11 +803,7 @@ async fn one_instance_journal(
     let mut world = World::default();
     world.add_instance(fleetcrypt::emulator::Instance::new(id, "ap-guangzhou"));
     let specs = specs_of(&world);
-    let emu = EmulatorThread::start(fast_config(20), world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, dir, path, journal) = fleet_journal(fast_config(20), world, specs).await;
     (emu, dir, path, journal)
 }
 
@@ -980,11 +942,7 @@ async fn an_instance_is_given_up_after_max_attempts_each_verified_no() {
     let specs = specs_of(&world);
     let mut cfg = fast_config(20);
     cfg.faults.internal = 1.0;
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.max_attempts = 3;
     // Covers the emulator's Open latency (at most 400 ms; `internal` applies nothing).
@@ -1079,11 +1037,7 @@ async fn each_action_has_its_own_quota_and_started_instances_are_verified_first(
     let specs = specs_of(&world);
     let n = specs.len();
     let rate = 4;
-    let emu = EmulatorThread::start(fast_config(rate), world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(fast_config(rate), world, specs).await;
     let config = run_config(&emu.url, rate);
     let stop = tokio::time::timeout(
         Duration::from_secs(60),
@@ -1209,11 +1163,7 @@ async fn a_throttled_open_is_rejected_and_reread_after_a_jittered_backoff() {
     let mut cfg = fast_config(20);
     cfg.rate_limits
         .insert(OPEN_DB_INSTANCE_ENCRYPTION.to_string(), 1);
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.retry_backoff = runner::Backoff::new(Duration::from_secs(10), Duration::from_secs(10));
     let ctx = Arc::new(Ctx::new(
@@ -1391,11 +1341,7 @@ async fn reads_unreadable_past_the_verify_deadline_fail_the_instance_without_a_r
     let specs = specs_of(&world);
     let mut cfg = fast_config(20);
     cfg.blank_after_apply = Duration::from_secs(30);
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.verify_deadline = Duration::from_secs(3);
     config.poll_backoff = runner::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -1470,11 +1416,7 @@ async fn a_kms_error_is_retried_kms_error_retries_times_then_failed() {
     let specs = specs_of(&world);
     let mut cfg = fast_config(20);
     cfg.faults.kms_error = 1.0;
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     assert_eq!(config.kms_error_retries, 2);
     // Covers the emulator's Open latency (at most 400 ms; a KmsError applies nothing).
@@ -1532,11 +1474,7 @@ async fn a_settled_no_after_an_ambiguous_open_schedules_the_retry_after_a_backof
     let specs = specs_of(&world);
     let mut cfg = fast_config(20);
     cfg.faults.internal = 1.0;
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.settle = Duration::from_millis(600);
     config.retry_backoff = runner::Backoff::new(Duration::from_secs(10), Duration::from_secs(10));
@@ -1622,11 +1560,7 @@ async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_rese
     let specs = specs_of(&world);
     let mut cfg = fast_config(20);
     cfg.propagation = fleetcrypt::emulator::Latency::fixed(Duration::from_millis(2500));
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     // Covers the emulator's Open latency (at most 400 ms), not the propagation.
     config.settle = Duration::from_millis(600);
@@ -1711,11 +1645,7 @@ async fn a_throttled_last_attempt_fails_the_instance_at_once() {
     let mut cfg = fast_config(20);
     cfg.rate_limits
         .insert(OPEN_DB_INSTANCE_ENCRYPTION.to_string(), 1);
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.max_attempts = 1;
     let ctx = Arc::new(Ctx::new(
@@ -1788,11 +1718,7 @@ async fn an_unknown_instance_fails_in_preflight_with_the_servers_code() {
     let mut missing = specs[0].clone();
     missing.id = "cdb-ghost001".parse().unwrap();
     specs.push(missing);
-    let emu = EmulatorThread::start(fast_config(20), world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(fast_config(20), world, specs).await;
     let config = run_config(&emu.url, 20);
     assert_eq!(run_bounded(&journal, &config).await, None);
     drop(journal);
@@ -1830,11 +1756,7 @@ async fn an_open_answered_unsupported_fails_after_one_settled_no_without_a_resen
     inst.status = 0;
     world.add_instance(inst);
     let specs = specs_of(&world);
-    let emu = EmulatorThread::start(fast_config(20), world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(fast_config(20), world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.settle = Duration::from_millis(600);
     config.max_attempts = 3;
@@ -1927,11 +1849,7 @@ async fn an_accepted_open_still_no_at_the_verify_deadline_is_given_up_on_the_las
     let specs = specs_of(&world);
     let mut cfg = fast_config(20);
     cfg.propagation = fleetcrypt::emulator::Latency::fixed(Duration::from_secs(20));
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.settle = Duration::from_millis(600);
     config.verify_deadline = Duration::from_secs(1);
@@ -1981,25 +1899,12 @@ async fn verification_reads_go_where_yes_is_likely() {
         Duration::from_millis(1000),
         Duration::from_millis(4000),
     );
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, rate);
     config.verify_deadline = Duration::from_secs(30);
     // The documented 10 s, scaled as the propagation is (5–20 s → 1–4 s).
     config.verify_first_read = Duration::from_secs(2);
-    let stop = runner::run(
-        &journal,
-        &client(config.timeout),
-        &config,
-        None,
-        CancellationToken::new(),
-        Arc::new(Counters::default()),
-    )
-    .await
-    .unwrap();
+    let stop = run_to_end(&journal, &config).await;
     assert_eq!(stop, None);
     drop(journal);
 
@@ -2118,25 +2023,12 @@ async fn a_backend_that_shows_yes_at_once_is_soon_read_at_once() {
     });
     let specs = specs_of(&world);
     let rate = 100;
-    let emu = EmulatorThread::start(fast_config(rate), world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(fast_config(rate), world, specs).await;
     let mut config = run_config(&emu.url, rate);
     config.verify_deadline = Duration::from_secs(30);
     config.verify_first_read = Duration::from_secs(2);
     config.max_active = 64;
-    let stop = runner::run(
-        &journal,
-        &client(config.timeout),
-        &config,
-        None,
-        CancellationToken::new(),
-        Arc::new(Counters::default()),
-    )
-    .await
-    .unwrap();
+    let stop = run_to_end(&journal, &config).await;
     assert_eq!(stop, None);
     drop(journal);
     let conn = schema::open_reader(&path).unwrap();
@@ -2269,23 +2161,10 @@ async fn opens_ramp_up_as_answers_succeed() {
         OPEN_DB_INSTANCE_ENCRYPTION.into(),
         fleetcrypt::emulator::Latency::fixed(Duration::from_millis(800)),
     );
-    let emu = EmulatorThread::start(cfg, world);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
-    let journal = Journal::open(&path).unwrap();
-    journal.import(specs).await.unwrap();
+    let (emu, _dir, path, journal) = fleet_journal(cfg, world, specs).await;
     let mut config = run_config(&emu.url, rate);
     config.rollout.ramp_start = Some(2);
-    let stop = runner::run(
-        &journal,
-        &client(config.timeout),
-        &config,
-        None,
-        CancellationToken::new(),
-        Arc::new(Counters::default()),
-    )
-    .await
-    .unwrap();
+    let stop = run_to_end(&journal, &config).await;
     assert_eq!(stop, None);
     drop(journal);
     let conn = schema::open_reader(&path).unwrap();
