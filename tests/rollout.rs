@@ -12,7 +12,8 @@ use fleetcrypt::emulator::{Generate, World};
 use fleetcrypt::journal::schema;
 
 /// A fleet file with the instances' `Env` tag as a label column and, for
-/// `key_of`, a custom key (KeyId, KeyRegion); rows in the world's order.
+/// `key_of`, a custom key (KeyId, KeyRegion); rows in [`file_order`], which
+/// is not the ids' order, so "the first N" can only mean the file's.
 fn write_fleet(
     env: &Env,
     world: &World,
@@ -24,6 +25,7 @@ fn write_fleet(
         .instances
         .values()
         .filter(|i| i.instance_type == 1)
+        .rev()
         .enumerate()
     {
         let (k, kr) = key_of(n, &i.id).unwrap_or_default();
@@ -40,6 +42,17 @@ fn write_fleet(
     }
     std::fs::write(&path, s).unwrap();
     path
+}
+
+/// The ids in the order `write_fleet` writes them: descending.
+fn file_order(world: &World) -> Vec<String> {
+    world
+        .instances
+        .values()
+        .filter(|i| i.instance_type == 1)
+        .rev()
+        .map(|i| i.id.clone())
+        .collect()
 }
 
 fn plain_world(count: usize, seed: u64) -> World {
@@ -108,12 +121,8 @@ fn a_canary_goes_alone_then_resume_finishes() {
     assert!(t.contains("canary passed: 5 instance(s)"), "{t}");
     assert_eq!(emu.truth().total_open_calls(), 5, "{t}");
     // The canary is the first five rows of the file.
-    let first5: Vec<String> = world
-        .instances
-        .values()
-        .take(5)
-        .map(|i| i.id.clone())
-        .collect();
+    let mut first5: Vec<String> = file_order(&world).into_iter().take(5).collect();
+    first5.sort();
     assert_eq!(opened(&emu), first5);
     let j = report_json(&env);
     assert_eq!(j["summary"]["encrypted"], 5);
@@ -136,34 +145,37 @@ fn a_canary_goes_alone_then_resume_finishes() {
 
 /// A canary whose second instance names a disabled key (and `--no-check-kms`,
 /// so the key is only found out by the Open): the run stops after the canary,
-/// exit 1, and no Open goes beyond the canary set.
+/// exit 1, and no Open goes beyond the canary set, with `--canary-then stop`
+/// or `continue`.
 #[test]
 fn a_failed_canary_stops_before_any_other_open() {
-    let world = plain_world(60, 32);
-    let emu = EmulatorThread::start(fast_config(20), world.clone());
-    let env = Env::new(&emu.url);
-    let (_, _, disabled) = world.keys_by_region().into_iter().next().unwrap();
-    let fleet = write_fleet(&env, &world, |n, _| {
-        (n == 1).then(|| (disabled.clone(), "ap-guangzhou".to_string()))
-    });
-    let o = output(run(&env, &fleet, &["--canary", "5", "--no-check-kms"]));
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("the canary failed"), "{t}");
-    let canary: Vec<String> = world
-        .instances
-        .values()
-        .take(5)
-        .map(|i| i.id.clone())
-        .collect();
-    let opened = opened(&emu);
-    assert!(!opened.is_empty());
-    assert!(
-        opened.iter().all(|id| canary.contains(id)),
-        "Opens beyond the canary: {opened:?}"
-    );
-    let events = rollout_events(&env);
-    assert!(events.iter().any(|e| e == "canary_failed"), "{events:?}");
+    // Whatever comes after a passed canary: a failed one stops the run.
+    for then in ["stop", "continue"] {
+        let world = plain_world(60, 32);
+        let emu = EmulatorThread::start(fast_config(20), world.clone());
+        let env = Env::new(&emu.url);
+        let (_, _, disabled) = world.keys_by_region().into_iter().next().unwrap();
+        let fleet = write_fleet(&env, &world, |n, _| {
+            (n == 1).then(|| (disabled.clone(), "ap-guangzhou".to_string()))
+        });
+        let o = output(run(
+            &env,
+            &fleet,
+            &["--canary", "5", "--canary-then", then, "--no-check-kms"],
+        ));
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{then}: {t}");
+        assert!(t.contains("the canary failed"), "{then}: {t}");
+        let canary: Vec<String> = file_order(&world).into_iter().take(5).collect();
+        let opened = opened(&emu);
+        assert!(!opened.is_empty());
+        assert!(
+            opened.iter().all(|id| canary.contains(id)),
+            "{then}: Opens beyond the canary: {opened:?}"
+        );
+        let events = rollout_events(&env);
+        assert!(events.iter().any(|e| e == "canary_failed"), "{events:?}");
+    }
 }
 
 /// The error budget: 400 instances, 40 % of them (at random) naming a
