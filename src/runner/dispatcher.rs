@@ -198,7 +198,6 @@ impl Dispatcher {
             self.halt(StopReason::ErrorBudget {
                 errors,
                 budget: limit,
-                top_message: String::new(),
                 top_code: top,
             });
         }

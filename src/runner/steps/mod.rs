@@ -226,7 +226,6 @@ pub enum StopReason {
         errors: u64,
         budget: u64,
         top_code: String,
-        top_message: String,
     },
     /// Outside the maintenance window with `--exit-outside-window`.
     OutsideWindow {
