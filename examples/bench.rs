@@ -7,6 +7,7 @@
 //!   cargo run --release --example bench -- emulator [SECS]  # emulator requests/s, zero latency, loopback
 //!   cargo run --release --example bench -- report [N]       # every report format (and a chromium render of the html) on an N-instance journal (100000)
 //!   cargo run --release --example bench -- input [N]        # parse an N-row CSV (1000000): time and peak RSS
+//!   cargo run --release --example bench -- accounts [N] [fast] # N instances (200) in one account, then split over two: wall-time ratio
 //!
 //! The runner and the emulator run as separate processes (the real binary), so
 //! the runner's peak RSS and CPU time are its own (from wait4's rusage).
@@ -70,8 +71,13 @@ struct Usage {
 }
 
 /// Runs the binary to completion and returns its rusage.
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
 fn run_measured(args: &[String]) -> Usage {
+    run_measured_with(args, &[])
+}
+
+/// The same with extra environment variables (`HOME` for tccli profiles).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
+fn run_measured_with(args: &[String], envs: &[(&str, &Path)]) -> Usage {
     let started = Instant::now();
     let runner = std::env::var("FLEETCRYPT_RUNNER_BIN")
         .map(PathBuf::from)
@@ -85,6 +91,7 @@ fn run_measured(args: &[String]) -> Usage {
         .args(if is_job { extra } else { Vec::new() })
         .env("TENCENTCLOUD_SECRET_ID", ID)
         .env("TENCENTCLOUD_SECRET_KEY", KEY)
+        .envs(envs.iter().map(|(k, v)| (*k, *v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -625,6 +632,7 @@ fn report(n: usize) {
                 region: BENCH_REGIONS[i % BENCH_REGIONS.len()].into(),
                 key_id: None,
                 key_region: None,
+                account: None,
                 labels: vec![
                     ("team".into(), format!("team-{}", i % 7)),
                     (
@@ -901,6 +909,136 @@ fn input(n: usize) {
     );
 }
 
+/// Several accounts in one run (issue 12): the same `n`-instance fleet, one
+/// endpoint, the documented limits (20/s per action, Host and SecretId) and
+/// the emulator's default latencies, run once with every row in one account
+/// and once split over two (each instance visible to its own account only).
+/// The emulator runs in this process with both credentials; the runner is
+/// the real binary with two tccli profiles in a scratch HOME.
+///
+/// `fast`: Opens answer in 20–400 ms and the first verification read goes
+/// 300 ms after the answer, so the run is bound by the quota, not by the
+/// latency (which two accounts do not shorten).
+fn accounts(n: usize, fast: bool) {
+    use fleetcrypt::emulator::{Emulator, EmulatorConfig, Generate, Latency, World};
+    const SECOND_ID: &str = "AKIDbenchsecond0123456";
+    const SECOND_KEY: &str = "bench-second-key";
+    let one_run = |split: bool| {
+        let mut world = World::generate(&Generate {
+            count: n,
+            share_encrypted: 0.0,
+            share_unsupported: 0.0,
+            share_needs_upgrade: 0.0,
+            share_custom_key: 0.0,
+            share_replicas: 0.0,
+            seed: 7,
+            ..Generate::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut fleet = String::from("InstanceId,Region,Account\n");
+        for (i, inst) in world.instances.values_mut().enumerate() {
+            let beta = split && i % 2 == 1;
+            inst.owner = Some(if beta { SECOND_ID } else { ID }.to_string());
+            let account = if beta { "beta" } else { "alpha" };
+            fleet.push_str(&format!("{},{},{account}\n", inst.id, inst.region));
+        }
+        let fleet_path = dir.path().join("fleet.csv");
+        std::fs::write(&fleet_path, fleet).unwrap();
+        let tccli = dir.path().join(".tccli");
+        std::fs::create_dir_all(&tccli).unwrap();
+        for (name, id, key) in [("alpha", ID, KEY), ("beta", SECOND_ID, SECOND_KEY)] {
+            std::fs::write(
+                tccli.join(format!("{name}.credential")),
+                format!(r#"{{"secretId": "{id}", "secretKey": "{key}"}}"#),
+            )
+            .unwrap();
+        }
+        let mut config = EmulatorConfig {
+            credentials: vec![
+                (ID.into(), fleetcrypt::api::Secret::new(KEY)),
+                (SECOND_ID.into(), fleetcrypt::api::Secret::new(SECOND_KEY)),
+            ],
+            ..EmulatorConfig::default()
+        };
+        let mut extra: Vec<String> = Vec::new();
+        if fast {
+            config.latency.insert(
+                "OpenDBInstanceEncryption".into(),
+                Latency::between(Duration::from_millis(20), Duration::from_millis(400)),
+            );
+            config.apply_within = Duration::from_millis(300);
+            extra.extend(["--verify-first-read", "300ms"].map(String::from));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let emu = rt
+            .block_on(Emulator::start(
+                config,
+                world,
+                "127.0.0.1:0".parse().unwrap(),
+            ))
+            .unwrap();
+        let journal = dir.path().join("j.db");
+        let mut args: Vec<String> = vec![
+            "--journal".into(),
+            journal.display().to_string(),
+            "--endpoint".into(),
+            emu.url(),
+            "-q".into(),
+            "run".into(),
+            "--instances".into(),
+            fleet_path.display().to_string(),
+            "--rate".into(),
+            "20".into(),
+            "--yes".into(),
+        ];
+        args.extend(extra);
+        let usage = run_measured_with(&args, &[("HOME", dir.path())]);
+        let truth = emu.ground_truth();
+        let encrypted = truth.instances.values().filter(|i| i.encrypted).count();
+        let describe = truth.action("DescribeDBInstanceInfo");
+        let per_credential = truth
+            .actions
+            .values()
+            .map(|a| a.max_in_1s_window)
+            .max()
+            .unwrap_or(0);
+        let throttled: u64 = truth.actions.values().map(|a| a.throttled).sum();
+        println!(
+            "  {:<13} exit {}, {encrypted}/{n} encrypted, wall {:.1} s ({:.2} instances/s); busiest second per (SecretId, action) {per_credential}, DescribeDBInstanceInfo over both credentials {}; throttled {throttled}",
+            if split { "two accounts" } else { "one account" },
+            usage.code,
+            usage.wall.as_secs_f64(),
+            n as f64 / usage.wall.as_secs_f64(),
+            describe.max_in_1s_window_all_credentials,
+        );
+        drop(emu);
+        if std::env::var_os("BENCH_KEEP_JOURNAL").is_some() {
+            let kept = std::env::temp_dir().join(format!("accounts-{split}.db"));
+            std::fs::copy(&journal, &kept).unwrap();
+            println!("  journal kept at {}", kept.display());
+        }
+        usage.wall
+    };
+    println!(
+        "accounts: {n} instances, one endpoint, documented limits (20/s per action and SecretId), {}",
+        if fast {
+            "Open 20-400 ms, first verification read 300 ms after the answer"
+        } else {
+            "default emulator latencies (Open 0.5-10 s)"
+        }
+    );
+    let one = one_run(false);
+    let two = one_run(true);
+    println!(
+        "  ratio two/one           {:.2} (wall time of two accounts over one)",
+        two.as_secs_f64() / one.as_secs_f64()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n = |d: usize| args.get(2).and_then(|s| s.parse().ok()).unwrap_or(d);
@@ -912,8 +1050,9 @@ fn main() {
         Some("emulator") => emulator(n(10) as u64),
         Some("report") => report(n(100_000)),
         Some("input") => input(n(1_000_000)),
+        Some("accounts") => accounts(n(200), args.get(3).is_some_and(|m| m == "fast")),
         _ => eprintln!(
-            "usage: bench throughput|ambiguous|propagation|ceiling|emulator|report|input [N]"
+            "usage: bench throughput|ambiguous|propagation|ceiling|emulator|report|input [N] | accounts [N] [fast]"
         ),
     }
 }

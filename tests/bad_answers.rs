@@ -99,6 +99,7 @@ fn fleet() -> (World, Vec<InstanceSpec>, Vec<(String, Expect)>) {
             region: REGION.to_string(),
             key_id: key.map(str::to_string),
             key_region: key.map(|_| REGION.to_string()),
+            account: None,
             labels: vec![("name".into(), id.to_string())],
             line: n as u64 + 2,
         });

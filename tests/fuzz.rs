@@ -190,6 +190,7 @@ fn expected(f: &Fleet) -> Vec<InstanceSpec> {
             region: r.region.clone(),
             key_id: r.key.as_ref().map(|k| k.0.clone()),
             key_region: r.key.as_ref().map(|k| k.1.clone()),
+            account: None,
             // Label columns in file order; cells are trimmed (csv::Trim::All).
             labels: f
                 .order

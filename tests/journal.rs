@@ -13,6 +13,7 @@ fn spec(id: &str) -> InstanceSpec {
         region: "ap-guangzhou".into(),
         key_id: None,
         key_region: None,
+        account: None,
         labels: vec![("team".into(), "=cmd()".into())],
         line: 2,
     }
@@ -526,6 +527,7 @@ fn keyed(id: &str, key_id: Option<&str>, key_region: Option<&str>) -> InstanceSp
     InstanceSpec {
         key_id: key_id.map(str::to_string),
         key_region: key_region.map(str::to_string),
+        account: None,
         ..spec(id)
     }
 }

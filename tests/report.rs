@@ -426,6 +426,7 @@ async fn synthetic_journal(path: &Path, n: usize) {
             region: SYNTHETIC_REGIONS[i % 3].into(),
             key_id: None,
             key_region: None,
+            account: None,
             labels: vec![
                 ("team".into(), format!("team-{}", i % 7)),
                 ("name".into(), format!("db-{i}")),

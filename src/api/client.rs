@@ -172,6 +172,16 @@ impl Client {
         })
     }
 
+    /// The same client (connections, timeout) signing with `credentials`:
+    /// another account's requests share the connection pool, never the key.
+    pub fn with_credentials(&self, credentials: Credentials) -> Client {
+        Client {
+            transport: self.transport.clone(),
+            credentials: Arc::new(credentials),
+            timeout: self.timeout,
+        }
+    }
+
     pub fn secret_id(&self) -> &str {
         &self.credentials.secret_id
     }

@@ -1,6 +1,7 @@
 //! The Tencent Cloud API 3.0 client: a leaf module that knows nothing of the
 //! journal or the runner.
 
+mod accounts;
 pub mod cam;
 pub mod cdb;
 mod classify;
@@ -14,6 +15,7 @@ pub mod sign;
 mod stamp;
 mod transport;
 
+pub use accounts::Clients;
 pub use classify::{after_settled_no, classify, stops_run, CallKind, Failure, Outcome};
 pub use client::{http_date, Answer, Called, Client, ClientOptions};
 pub use credentials::{Credentials, Secret};

@@ -223,9 +223,17 @@ pub struct JobArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
-    /// CSV (InstanceId[,Region,KeyId,KeyRegion,...]) or instance list; - for stdin.
+    /// CSV (InstanceId[,Region,KeyId,KeyRegion,Account,...]) or instance list; - for stdin.
     #[arg(long, value_name = "FILE")]
     pub instances: String,
+    #[command(flatten)]
+    pub rows: RowArgs,
+}
+
+/// How input rows are read: defaults for empty cells, and the account column.
+/// Shared by the jobs' input and `doctor`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RowArgs {
     /// Region for rows that leave it empty (default TENCENTCLOUD_REGION).
     #[arg(long)]
     pub region: Option<String>,
@@ -235,6 +243,12 @@ pub struct InputArgs {
     /// Region of --key-id.
     #[arg(long)]
     pub key_region: Option<String>,
+    /// The input column that names each row's account: a tccli profile
+    /// (~/.tccli/NAME.credential) whose credentials, and quota, work on it.
+    /// Default: a column named Account, when there is one; empty cells use
+    /// the run's own credentials.
+    #[arg(long, value_name = "NAME")]
+    pub account_column: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,6 +9,7 @@ use super::job::Job;
 use super::rollout_args::RolloutArgs;
 use super::setup::{client, run_config};
 use super::summary;
+use crate::api::Clients;
 use crate::api::{Credentials, Secret};
 use crate::emulator::{Emulator, EmulatorConfig, Faults, Latency, World};
 use crate::input::{self, Defaults};
@@ -236,7 +237,7 @@ pub(super) async fn demo(global: &Global, args: DemoArgs) -> CliResult {
     let started = Instant::now();
     let result = Job {
         journal: &journal,
-        client: &client,
+        clients: &Clients::from(&client),
         config: &config,
         command: Some("demo"),
         quiet: global.quiet,

@@ -12,7 +12,7 @@ use super::error::{CliError, CliResult, Done};
 use super::output::Progress;
 use super::setup::{confirm, import, install_interrupt, journal_refused, open_for_write, prepare};
 use super::{doctor, plan_summary, summary};
-use crate::api::Client;
+use crate::api::Clients;
 use crate::journal::{read, schema, Journal};
 use crate::model::hint;
 use crate::runner::{self, Counters, RunConfig, StopReason};
@@ -20,7 +20,7 @@ use crate::runner::{self, Counters, RunConfig, StopReason};
 /// A journal with instances imported, a client and a validated config.
 pub(super) struct Job<'a> {
     pub journal: &'a Journal,
-    pub client: &'a Client,
+    pub clients: &'a Clients,
     pub config: &'a RunConfig,
     /// The command recorded as a run in the journal; `plan` records none.
     pub command: Option<&'static str>,
@@ -68,7 +68,7 @@ impl Job<'_> {
         let progress = Progress::start(counters.clone(), self.quiet);
         let result = runner::run(
             self.journal,
-            self.client,
+            self.clients,
             self.config,
             run_id,
             token,
@@ -81,8 +81,16 @@ impl Job<'_> {
                 "interrupted; {}",
                 self.next_step()
             ))),
-            Some(StopReason::AccountWide { code, message }) => Err(CliError::Account(format!(
-                "stopped: the API refused the account: {code}: {message}{}",
+            Some(StopReason::AccountWide {
+                account,
+                code,
+                message,
+            }) => Err(CliError::Account(format!(
+                "stopped: the API refused the {}: {code}: {message}{}",
+                match account {
+                    Some(a) => format!("credentials of account {a} (tccli profile)"),
+                    None => "account".to_string(),
+                },
                 hint(&code)
                     .map(|h| format!("\n  hint: {h}"))
                     .unwrap_or_default()
@@ -144,7 +152,7 @@ impl Job<'_> {
 
 /// `run` (with input) and `resume` (without).
 pub(super) async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs) -> CliResult {
-    let prepared = prepare(global, &job, input.as_ref())?;
+    let mut prepared = prepare(global, &job, input.as_ref())?;
     if input.is_none() && !global.journal.exists() {
         return Err(CliError::usage(format!(
             "no journal at {} to resume (start with `fleetcrypt run --instances FILE`)",
@@ -152,11 +160,12 @@ pub(super) async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs)
         )));
     }
     let (_lock, journal) = open_for_write(&global.journal)?;
-    if let Some(specs) = prepared.specs {
+    if let Some(specs) = prepared.specs.take() {
         import(&journal, specs).await?;
     }
+    let clients = prepared.clients_for(global, &journal).await?;
     if !job.no_doctor {
-        doctor::before_run(&prepared.client, &prepared.config, &journal).await?;
+        doctor::before_run(&clients, &prepared.config, &journal).await?;
     }
     let counts = journal.query(read::counts).await.unwrap_or_default();
     let open: u64 = counts
@@ -170,7 +179,7 @@ pub(super) async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs)
     let started = Instant::now();
     let result = Job {
         journal: &journal,
-        client: &prepared.client,
+        clients: &clients,
         config: &prepared.config,
         command: Some(if input.is_some() { "run" } else { "resume" }),
         quiet: global.quiet,
@@ -200,15 +209,16 @@ pub(super) async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> Cli
         .map_err(CliError::failed)?;
     let path = dir.path().join("plan.db");
     let journal = Journal::open(&path).map_err(CliError::failed)?;
-    if let Some(specs) = prepared.specs {
+    if let Some(specs) = prepared.specs.take() {
         import(&journal, specs).await?;
     }
+    let clients = prepared.clients_for(global, &journal).await?;
     if !job.no_doctor {
-        doctor::before_run(&prepared.client, &prepared.config, &journal).await?;
+        doctor::before_run(&clients, &prepared.config, &journal).await?;
     }
     Job {
         journal: &journal,
-        client: &prepared.client,
+        clients: &clients,
         config: &prepared.config,
         command: None,
         quiet: global.quiet,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::doctor::{eta_lines, Endpoints};
+use super::doctor::{eta_lines, eta_unit, Endpoints};
 use super::error::{CliError, CliResult, Done};
 use crate::api::{classify, CallKind, Failure, Outcome, Service};
 use crate::journal::{read, schema, InstanceRow};
@@ -75,7 +75,10 @@ pub(super) fn finish(path: &Path, config: &RunConfig) -> CliResult {
             .resolve(Service::Cdb, &row.region)
             .map(|e| e.host)
             .unwrap_or_default();
-        let load = loads.entry(host).or_default();
+        // Each account has its own quota on each endpoint (issue 12).
+        let load = loads
+            .entry(eta_unit(&host, row.account.as_deref()))
+            .or_default();
         match row.state {
             State::AlreadyEncrypted | State::Encrypted => {
                 already += 1;
@@ -129,11 +132,12 @@ pub(super) fn finish(path: &Path, config: &RunConfig) -> CliResult {
     say!("Nothing was written to the cloud.");
     let latency = read_latency(&conn).unwrap_or_default();
     loads.retain(|_, l| l.opens + l.others > 0);
-    for (host, load) in loads.iter_mut() {
+    for (key, load) in loads.iter_mut() {
+        let host = key.split(' ').next().unwrap_or(key);
         load.latency = latency.get(host).copied();
     }
     say!(
-        "ETA of `run --rate {}`: 2 DescribeDBInstanceInfo reads per Open (1 per other instance) at {}/s, at most {} instances/s per endpoint:",
+        "ETA of `run --rate {}`: 2 DescribeDBInstanceInfo reads per Open (1 per other instance) at {}/s, at most {} instances/s per endpoint and account:",
         config.rate,
         config.rate,
         config.rate as f64 / 2.0

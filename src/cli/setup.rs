@@ -12,9 +12,9 @@ use super::args::{Global, InputArgs, JobArgs};
 use super::error::CliError;
 use super::exit;
 use crate::api::credentials::{self, Credentials, ProcessEnv};
-use crate::api::{Client, ClientOptions};
+use crate::api::{Client, ClientOptions, Clients};
 use crate::input::{self, Defaults};
-use crate::journal::{schema, ImportSummary, Journal, JournalLock};
+use crate::journal::{read, schema, ImportSummary, Journal, JournalLock};
 use crate::runner::RunConfig;
 
 pub(super) fn run_config(global: &Global, job: &JobArgs) -> Result<RunConfig, CliError> {
@@ -56,17 +56,19 @@ pub(super) fn run_config(global: &Global, job: &JobArgs) -> Result<RunConfig, Cl
 }
 
 pub(super) fn load_input(input: &InputArgs) -> Result<input::Validated, CliError> {
-    if input.key_id.is_some() != input.key_region.is_some() {
+    let rows = &input.rows;
+    if rows.key_id.is_some() != rows.key_region.is_some() {
         return Err(CliError::usage("--key-id and --key-region go together"));
     }
     let defaults = Defaults {
-        region: input.region.clone().or_else(|| {
+        region: rows.region.clone().or_else(|| {
             std::env::var("TENCENTCLOUD_REGION")
                 .ok()
                 .filter(|r| !r.is_empty())
         }),
-        key_id: input.key_id.clone(),
-        key_region: input.key_region.clone(),
+        key_id: rows.key_id.clone(),
+        key_region: rows.key_region.clone(),
+        account_column: rows.account_column.clone(),
     };
     input::validate(&input.instances, &defaults).map_err(CliError::usage)
 }
@@ -109,7 +111,13 @@ pub(super) fn client(
 pub(super) struct Prepared {
     pub config: RunConfig,
     pub specs: Option<input::Validated>,
-    pub client: Client,
+    /// The signed client of each account found so far; [`Prepared::clients_for`]
+    /// completes it for what the journal holds.
+    clients: Clients,
+    /// Why the run's own credentials are missing, when they are.
+    own_missing: Option<CliError>,
+    /// The first client made: the others share its connections.
+    base: Option<Client>,
 }
 
 pub(super) fn prepare(
@@ -119,13 +127,104 @@ pub(super) fn prepare(
 ) -> Result<Prepared, CliError> {
     let config = run_config(global, job)?;
     let specs = input.map(load_input).transpose()?;
-    let creds = load_credentials(global)?;
-    let client = client(global, creds, config.timeout, config.max_in_flight)?;
-    Ok(Prepared {
+    let mut prepared = Prepared {
         config,
-        specs,
-        client,
-    })
+        specs: None,
+        clients: Clients::default(),
+        own_missing: None,
+        base: None,
+    };
+    // The run's own credentials are needed only for rows that name no
+    // account, so none at all is an error only then; a broken --profile
+    // file is an error at once.
+    match load_credentials(global) {
+        Ok(creds) => {
+            let own = prepared.signed(global, creds)?;
+            prepared.clients = Clients::new(Some(own));
+        }
+        Err(e @ CliError::Account(_)) => prepared.own_missing = Some(e),
+        Err(e) => return Err(e),
+    }
+    if let Some(specs) = &specs {
+        if specs.has_unnamed() {
+            prepared.need_own()?;
+        }
+        for account in specs.accounts() {
+            prepared.add_account(global, account)?;
+        }
+    }
+    prepared.specs = specs;
+    Ok(prepared)
+}
+
+impl Prepared {
+    /// A client for `creds`, sharing the first client's connections.
+    fn signed(&mut self, global: &Global, creds: Credentials) -> Result<Client, CliError> {
+        Ok(match &self.base {
+            Some(base) => base.with_credentials(creds),
+            None => {
+                let c = client(
+                    global,
+                    creds,
+                    self.config.timeout,
+                    self.config.max_in_flight,
+                )?;
+                self.base = Some(c.clone());
+                c
+            }
+        })
+    }
+
+    /// Fails (exit 3) when the run's own credentials are missing.
+    fn need_own(&mut self) -> Result<(), CliError> {
+        match self.own_missing.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Loads `account`'s tccli profile, once. A profile that cannot be read is
+    /// an account-wide stop (exit 3), named, before anything is sent.
+    fn add_account(&mut self, global: &Global, account: &str) -> Result<(), CliError> {
+        if self.clients.get(Some(account)).is_some() {
+            return Ok(());
+        }
+        let creds = credentials::load(Some(account), &ProcessEnv).map_err(|e| {
+            CliError::Account(format!(
+                "account {account} (a tccli profile named by the input): {e}; nothing was sent"
+            ))
+        })?;
+        tracing::debug!(account, credentials = ?creds, "credentials loaded");
+        let client = self.signed(global, creds)?;
+        self.clients.add(account, client);
+        Ok(())
+    }
+
+    /// The clients for every unfinished instance of `journal` (the input's and
+    /// any an earlier run left): fails, before anything is sent, when one of
+    /// their accounts has no credentials.
+    pub(super) async fn clients_for(
+        &mut self,
+        global: &Global,
+        journal: &Journal,
+    ) -> Result<Clients, CliError> {
+        let accounts = journal
+            .query(read::open_accounts)
+            .await
+            .map_err(|e| CliError::journal(&e, "; nothing was sent"))?;
+        if accounts.is_empty() && self.clients.all().next().is_none() {
+            // Nothing left to do, and no credentials at all: as ever, missing
+            // credentials are an account-wide stop (exit 3).
+            self.need_own()?;
+        }
+        for account in accounts {
+            match account {
+                Some(name) => self.add_account(global, &name)?,
+                None => self.need_own()?,
+            }
+        }
+        Ok(self.clients.clone())
+    }
 }
 
 /// The journal for writing, with the lock that makes this process its only writer.
@@ -185,7 +284,7 @@ pub(super) async fn import(
                 "imported"
             );
             if let Some(first) = total.differing.first() {
-                tracing::warn!(count = total.differing.len(), first = %first, "instances already in the journal differ from the input (Region/KeyId/KeyRegion); the journal's values are kept");
+                tracing::warn!(count = total.differing.len(), first = %first, "instances already in the journal differ from the input (Region/KeyId/KeyRegion/Account); the journal's values are kept");
             }
             Ok(total)
         }

@@ -28,6 +28,8 @@ pub(super) struct Status {
     eta_s: Option<u64>,
     max_requests_in_1s_window: BTreeMap<String, u64>,
     verification: VerificationSummary,
+    /// Per account (issue 12), when any instance names one.
+    accounts: Vec<AccountSummary>,
     /// The last run's rollout (issue 11): wave, canary, error budget, window.
     rollout: Option<RolloutStatus>,
     failures: Vec<FailureSummary>,
@@ -138,6 +140,16 @@ impl VerificationSummary {
     }
 }
 
+/// One account's instances: `account` is its tccli profile, `None` the run's
+/// own credentials.
+#[derive(Debug, Serialize)]
+struct AccountSummary {
+    account: Option<String>,
+    total: u64,
+    #[serde(flatten)]
+    tally: crate::report::Tally,
+}
+
 #[derive(Debug, Serialize)]
 struct LastRun {
     id: i64,
@@ -204,6 +216,14 @@ impl Status {
             eta_s: (rate > 0.0).then(|| (pending as f64 / rate).round() as u64),
             max_requests_in_1s_window: read::max_requests_in_1s_window(conn)?,
             verification: VerificationSummary::of(read::verification(conn)?, total),
+            accounts: crate::report::by_account(conn)?
+                .into_iter()
+                .map(|(account, tally)| AccountSummary {
+                    account,
+                    total: tally.total(),
+                    tally,
+                })
+                .collect(),
             rollout: RolloutStatus::of(&read::rollout_events(conn, last.map(|r| r.id))?),
             failures,
         })
@@ -237,6 +257,26 @@ impl fmt::Display for Status {
                 .map(|s| format!("{s}s"))
                 .unwrap_or_else(|| "-".into())
         )?;
+        if !self.accounts.is_empty() {
+            writeln!(
+                f,
+                "  {:<28} {:>9} {:>9} {:>7} {:>12} {:>7}",
+                "account", "encrypted", "already", "failed", "not finished", "total"
+            )?;
+            for a in &self.accounts {
+                let t = &a.tally;
+                writeln!(
+                    f,
+                    "  {:<28} {:>9} {:>9} {:>7} {:>12} {:>7}",
+                    crate::report::account_name(a.account.as_deref()),
+                    t.encrypted,
+                    t.already_encrypted,
+                    t.failed,
+                    t.pending,
+                    a.total
+                )?;
+            }
+        }
         if let Some(r) = &self.rollout {
             match (&r.paused_until, self.running) {
                 (Some(until), true) => writeln!(

@@ -60,7 +60,7 @@ pub(super) fn bad_read(
         | BadAnswerKind::EncryptionNull
         | BadAnswerKind::EncryptionBool
         | BadAnswerKind::EncryptionObject => {
-            let inst = match lookup(&mut inner.world, params, region) {
+            let inst = match lookup(&mut inner.world, params, region, &inner.caller) {
                 Ok(i) => i,
                 Err(r) => return r,
             };
@@ -72,7 +72,7 @@ pub(super) fn bad_read(
             })
         }
         BadAnswerKind::SupportEncryptionString | BadAnswerKind::NeedUpgradeString => {
-            match features_answer(&mut inner.world, params, region) {
+            match features_answer(&mut inner.world, params, region, &inner.caller) {
                 Ok(v) => v,
                 Err(r) => return r,
             }

@@ -102,7 +102,7 @@ pub(super) fn decide_open(
     };
     let roll: f64 = inner.rng.random();
     let bad = draw_bad(inner, OPEN_DB_INSTANCE_ENCRYPTION);
-    let inst = match lookup(&mut inner.world, params, region) {
+    let inst = match lookup(&mut inner.world, params, region, &inner.caller) {
         Ok(i) => i,
         Err(r) => return Decided::Now(r),
     };

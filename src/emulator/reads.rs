@@ -22,6 +22,7 @@ pub(super) fn lookup<'a>(
     world: &'a mut World,
     params: &Value,
     region: &str,
+    caller: &str,
 ) -> Result<&'a mut Instance, Response> {
     let Some(id) = str_param(params, "InstanceId") else {
         return Err(error(
@@ -30,7 +31,7 @@ pub(super) fn lookup<'a>(
         ));
     };
     match world.instances.get_mut(id) {
-        Some(i) if i.region == region => {
+        Some(i) if i.region == region && i.owner.as_ref().is_none_or(|o| o == caller) => {
             if i.instance_type != MASTER {
                 return Err(error(
                     "InvalidParameter",
@@ -61,7 +62,7 @@ pub(super) fn describe_instance_info(
             "Internal error (injected).",
         );
     }
-    let inst = match lookup(&mut inner.world, params, region) {
+    let inst = match lookup(&mut inner.world, params, region, &inner.caller) {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -93,8 +94,9 @@ pub(super) fn features_answer(
     world: &mut World,
     params: &Value,
     region: &str,
+    caller: &str,
 ) -> Result<Value, Response> {
-    let inst = lookup(world, params, region)?;
+    let inst = lookup(world, params, region, caller)?;
     let resp = DescribeDBFeaturesResponse {
         is_support_audit: true,
         audit_need_upgrade: false,
@@ -146,7 +148,12 @@ pub(super) fn key_answer(world: &World, params: &Value, region: &str) -> Result<
     }
 }
 
-pub(super) fn describe_instances(world: &World, params: &Value, region: &str) -> Response {
+pub(super) fn describe_instances(
+    world: &World,
+    params: &Value,
+    region: &str,
+    caller: &str,
+) -> Response {
     let req: DescribeDBInstancesRequest = match serde_json::from_value(params.clone()) {
         Ok(r) => r,
         Err(e) => return error("InvalidParameter", &format!("Invalid parameters: {e}")),
@@ -168,7 +175,7 @@ pub(super) fn describe_instances(world: &World, params: &Value, region: &str) ->
     let matching: Vec<&Instance> = world
         .instances
         .values()
-        .filter(|i| i.region == region)
+        .filter(|i| i.region == region && i.owner.as_ref().is_none_or(|o| o == caller))
         .filter(|i| {
             req.instance_types
                 .as_ref()

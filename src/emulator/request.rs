@@ -186,6 +186,7 @@ fn accept(
     } = call;
     let mut inner = shared.inner.lock().unwrap();
     inner.requests_total += 1;
+    inner.caller.clone_from(&secret_id);
     admit(
         shared,
         &mut inner,
@@ -230,10 +231,19 @@ fn admit(
     // The busiest window so far, including the windows a late-stamped arrival
     // falls in (not only the one ending at it).
     let seen_max = seen.max();
+    // The same per (action, Host) over every credential: what several
+    // accounts together sent to one endpoint.
+    let all = inner
+        .seen_all_credentials
+        .entry((key.0.clone(), key.1.clone()))
+        .or_insert_with(|| SlidingWindow::new(1_000_000));
+    all.push(micros);
+    let all_max = all.max();
     let limit = shared.config.rate_limits.get(action).copied().unwrap_or(0) as usize;
     let stats = inner.actions.entry(action.to_string()).or_default();
     stats.seen += 1;
     stats.max_in_1s_window = stats.max_in_1s_window.max(seen_max);
+    stats.max_in_1s_window_all_credentials = stats.max_in_1s_window_all_credentials.max(all_max);
     let window = inner
         .quota
         .entry(key)
@@ -274,10 +284,18 @@ fn decide(
             region,
             now,
         )),
-        DESCRIBE_DB_FEATURES => {
-            Decided::Now(answer(features_answer(&mut inner.world, params, region)))
-        }
-        DESCRIBE_DB_INSTANCES => Decided::Now(describe_instances(&inner.world, params, region)),
+        DESCRIBE_DB_FEATURES => Decided::Now(answer(features_answer(
+            &mut inner.world,
+            params,
+            region,
+            &inner.caller,
+        ))),
+        DESCRIBE_DB_INSTANCES => Decided::Now(describe_instances(
+            &inner.world,
+            params,
+            region,
+            &inner.caller,
+        )),
         DESCRIBE_KEY => Decided::Now(answer(key_answer(&inner.world, params, region))),
         GET_SERVICE_STATUS => Decided::Now(service_status(&shared.config, region)),
         LIST_ATTACHED_ROLE_POLICIES => Decided::Now(attached_role_policies(&shared.config, params)),

@@ -48,12 +48,17 @@ pub(super) struct Inner {
     pub(super) quota: HashMap<(String, String, String), SlidingWindow>,
     /// All arrivals per (action, host, secret id): the measurement.
     pub(super) seen: HashMap<(String, String, String), SlidingWindow>,
+    /// All arrivals per (action, host), whatever the credential.
+    pub(super) seen_all_credentials: HashMap<(String, String), SlidingWindow>,
     pub(super) actions: HashMap<String, ActionTruth>,
     pub(super) requests_total: u64,
     pub(super) signature_failures: u64,
     pub(super) auth_failures: u64,
     /// The bad answers in force (from the config; tests change them mid-run).
     pub(super) bad_answers: Vec<BadAnswer>,
+    /// The SecretId of the request being answered (an instance with an
+    /// `owner` is visible to that credential only).
+    pub(super) caller: String,
 }
 
 impl Emulator {
@@ -72,6 +77,8 @@ impl Emulator {
                 rng: StdRng::seed_from_u64(config.seed),
                 quota: HashMap::new(),
                 seen: HashMap::new(),
+                seen_all_credentials: HashMap::new(),
+                caller: String::new(),
                 actions: HashMap::new(),
                 requests_total: 0,
                 signature_failures: 0,

@@ -52,6 +52,10 @@ pub struct Instance {
     pub no_read_since_last_open: bool,
     /// For generated fleets: the custom key (id, region) the owner means to use.
     pub planned_key: Option<(String, String)>,
+    /// The account that owns it, as the SecretId that may see it (several
+    /// accounts, issue 12): any other credential is told it does not exist.
+    /// `None`: every accepted credential sees it.
+    pub owner: Option<String>,
 }
 
 impl Instance {
@@ -80,6 +84,7 @@ impl Instance {
             pending_apply: 0,
             no_read_since_last_open: true,
             planned_key: None,
+            owner: None,
         }
     }
 
@@ -335,6 +340,9 @@ pub struct ActionTruth {
     /// Largest number of requests seen in any sliding 1-second window, for one
     /// (Host, SecretId) quota (the unit the limit applies to).
     pub max_in_1s_window: usize,
+    /// The same for one Host over every credential together (several
+    /// accounts each have their own quota, so this may exceed the limit).
+    pub max_in_1s_window_all_credentials: usize,
     /// Answers given as a configured bad answer (`EmulatorConfig::bad_answers`).
     pub bad_answers: u64,
 }

@@ -22,9 +22,24 @@ pub(super) enum Sink<'a> {
     },
 }
 
+/// One row's fields as written (before defaults and checks).
+#[derive(Default)]
+struct Raw<'r> {
+    id: &'r str,
+    region: &'r str,
+    key_id: &'r str,
+    key_region: &'r str,
+    /// The tccli profile (empty: the run's own credentials).
+    account: &'r str,
+    labels: Vec<(String, String)>,
+}
+
 pub(super) struct Collector<'a> {
     file: String,
     pub(super) problems: Vec<Problem>,
+    /// The accounts good rows name, and whether any row names none.
+    pub(super) accounts: std::collections::BTreeSet<String>,
+    pub(super) unnamed: bool,
     defaults: &'a Defaults,
     pub(super) sink: Sink<'a>,
 }
@@ -34,6 +49,8 @@ impl<'a> Collector<'a> {
         Collector {
             file: file.to_string(),
             problems: Vec::new(),
+            accounts: Default::default(),
+            unnamed: false,
             defaults,
             sink: Sink::Check { seen: Vec::new() },
         }
@@ -64,7 +81,16 @@ impl<'a> Collector<'a> {
         let key = spec.id.packed();
         let line = spec.line;
         match &mut self.sink {
-            Sink::Check { seen } => seen.push((key, line, attrs_hash(&spec))),
+            Sink::Check { seen } => {
+                seen.push((key, line, attrs_hash(&spec)));
+                match &spec.account {
+                    Some(a) if !self.accounts.contains(a) => {
+                        self.accounts.insert(a.clone());
+                    }
+                    Some(_) => {}
+                    None => self.unnamed = true,
+                }
+            }
             Sink::Emit {
                 keep,
                 chunk,
@@ -97,15 +123,15 @@ impl<'a> Collector<'a> {
     }
 
     /// Validates one row (defaults applied) and keeps it when it is good.
-    fn row(
-        &mut self,
-        line: u64,
-        id: &str,
-        region: &str,
-        key_id: &str,
-        key_region: &str,
-        labels: Vec<(String, String)>,
-    ) {
+    fn row(&mut self, line: u64, raw: Raw<'_>) {
+        let Raw {
+            id,
+            region,
+            key_id,
+            key_region,
+            account,
+            labels,
+        } = raw;
         let id = id.trim();
         let mut ok = true;
         if id.is_empty() {
@@ -138,12 +164,20 @@ impl<'a> Collector<'a> {
         let key_region = pick(key_region, &self.defaults.key_region);
         ok &= self.check_region(line, id, region.as_deref());
         ok &= self.check_key(line, id, key_id.as_deref(), key_region.as_deref());
+        let account = Some(account.trim()).filter(|a| !a.is_empty());
+        if let Some(name) = account {
+            if let Err(why) = crate::model::check_account_name(name) {
+                self.problem(line, format!("{id}: Account {name:?} {why}"));
+                ok = false;
+            }
+        }
         if let (true, Ok(id)) = (ok, parsed) {
             self.accept(InstanceSpec {
                 id,
                 region: region.unwrap_or_default(),
                 key_id,
                 key_region,
+                account: account.map(str::to_string),
                 labels,
                 line,
             });
@@ -229,7 +263,30 @@ impl<'a> Collector<'a> {
         };
         let (region_col, key_col, key_region_col) =
             (find("region"), find("keyid"), find("keyregion"));
-        let known = [Some(id_col), region_col, key_col, key_region_col];
+        // The account column: the one --account-column names (it must be there),
+        // else an `Account` column when the file has one.
+        let account_col = match &self.defaults.account_column {
+            Some(name) => match find(name) {
+                Some(i) => Some(i),
+                None => {
+                    self.problem(
+                        1,
+                        format!(
+                            "the header row has no {name:?} column (named by --account-column)"
+                        ),
+                    );
+                    return;
+                }
+            },
+            None => find("account"),
+        };
+        let known = [
+            Some(id_col),
+            region_col,
+            key_col,
+            key_region_col,
+            account_col,
+        ];
         let label_cols: Vec<(usize, String)> = headers
             .iter()
             .enumerate()
@@ -261,13 +318,15 @@ impl<'a> Collector<'a> {
                         .iter()
                         .map(|(i, h)| (h.clone(), record.get(*i).unwrap_or("").to_string()))
                         .collect();
-                    let (id, region, key, key_region) = (
-                        get(Some(id_col)).to_string(),
-                        get(region_col).to_string(),
-                        get(key_col).to_string(),
-                        get(key_region_col).to_string(),
-                    );
-                    self.row(line, &id, &region, &key, &key_region, labels);
+                    let raw = Raw {
+                        id: get(Some(id_col)),
+                        region: get(region_col),
+                        key_id: get(key_col),
+                        key_region: get(key_region_col),
+                        account: get(account_col),
+                        labels,
+                    };
+                    self.row(line, raw);
                 }
                 Err(e) => {
                     let line = e.position().map(|p| p.line()).unwrap_or(0);
@@ -316,7 +375,14 @@ impl<'a> Collector<'a> {
                 self.problem(n, format!("unexpected {extra:?} after the id and region"));
                 continue;
             }
-            self.row(n, id, region, "", "", Vec::new());
+            self.row(
+                n,
+                Raw {
+                    id,
+                    region,
+                    ..Raw::default()
+                },
+            );
         }
     }
 }

@@ -35,8 +35,7 @@ fn list_with_comments_and_regions() {
 fn defaults_fill_empty_cells() {
     let d = Defaults {
         region: Some("ap-beijing".into()),
-        key_id: None,
-        key_region: None,
+        ..Defaults::default()
     };
     let v = parse("l", "cdb-abcd1234\n".as_bytes(), &d).unwrap();
     assert_eq!(v[0].region, "ap-beijing");
@@ -75,6 +74,75 @@ fn all_problems_at_once_with_lines() {
     assert!(text.contains("read-only"), "{text}");
     assert!(text.contains("fleet.csv:8: expected 4 fields"), "{text}");
     assert!(text.contains("nothing was sent"), "{text}");
+}
+
+#[test]
+fn an_account_column_names_each_rows_profile_and_is_no_label() {
+    let s = "InstanceId,Region,account,Team\ncdb-abcd1234,ap-guangzhou,prod-a,blue\ncdb-efgh5678,ap-guangzhou,,red\ncdb-ijkl9012,ap-guangzhou,prod-b,red\n";
+    let v = parse_str(s).unwrap();
+    let accounts: Vec<_> = v.iter().map(|s| s.account.as_deref()).collect();
+    assert_eq!(accounts, vec![Some("prod-a"), None, Some("prod-b")]);
+    assert_eq!(v[0].labels, vec![("Team".to_string(), "blue".to_string())]);
+    let checked = validate::validate_bytes(s, &Defaults::default());
+    assert_eq!(
+        checked.accounts().collect::<Vec<_>>(),
+        vec!["prod-a", "prod-b"]
+    );
+    assert!(checked.has_unnamed());
+    // Without an account column every row uses the run's own credentials.
+    let plain = validate::validate_bytes(
+        "InstanceId,Region\ncdb-abcd1234,ap-guangzhou\n",
+        &Defaults::default(),
+    );
+    assert_eq!(plain.accounts().count(), 0);
+    assert!(plain.has_unnamed());
+}
+
+#[test]
+fn account_column_names_another_column_which_must_be_there() {
+    let d = Defaults {
+        account_column: Some("Owner".into()),
+        ..Defaults::default()
+    };
+    let s = "InstanceId,Region,Owner,Account\ncdb-abcd1234,ap-guangzhou,team-a,ignored\n";
+    let v = parse("fleet.csv", s.as_bytes(), &d).unwrap();
+    assert_eq!(v[0].account.as_deref(), Some("team-a"));
+    // The column `Account` is then an ordinary label.
+    assert_eq!(
+        v[0].labels,
+        vec![("Account".to_string(), "ignored".to_string())]
+    );
+    let err = parse(
+        "fleet.csv",
+        "InstanceId,Region\ncdb-abcd1234,ap-guangzhou\n".as_bytes(),
+        &d,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "fleet.csv:1: the header row has no \"Owner\" column (named by --account-column)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_profile_name_or_a_conflicting_account_is_an_input_error() {
+    let s = "InstanceId,Region,Account\n\
+             cdb-abcd1234,ap-guangzhou,../../etc/x\n\
+             cdb-efgh5678,ap-guangzhou,prod-a\n\
+             cdb-efgh5678,ap-guangzhou,prod-b\n";
+    let err = parse_str(s).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("fleet.csv:2: cdb-abcd1234: Account \"../../etc/x\" is not a profile name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fleet.csv:4: duplicate InstanceId cdb-efgh5678 conflicts with line 3"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -9,12 +9,16 @@ use super::collector::{Collector, Sink};
 use super::problem::{open_problem, InputError, Problem};
 use crate::model::InstanceSpec;
 
-/// Values for rows that leave a column empty (`--region`, `--key-id`, `--key-region`).
+/// Values for rows that leave a column empty (`--region`, `--key-id`,
+/// `--key-region`), and which column names the account.
 #[derive(Debug, Clone, Default)]
 pub struct Defaults {
     pub region: Option<String>,
     pub key_id: Option<String>,
     pub key_region: Option<String>,
+    /// `--account-column NAME`: the column that names each row's tccli
+    /// profile (it must be in the header). `None`: an `Account` column, if any.
+    pub account_column: Option<String>,
 }
 
 /// Where the rows come from, readable twice.
@@ -31,9 +35,13 @@ pub struct Validated {
     defaults: Defaults,
     /// (id key, first line, attributes hash), sorted by id key, one entry per instance.
     keep: Vec<Entry>,
+    /// The accounts the rows name (tccli profiles), each once.
+    accounts: std::collections::BTreeSet<String>,
+    /// Some row names no account (it uses the run's own credentials).
+    unnamed: bool,
 }
 
-/// (id key, line, hash of Region/KeyId/KeyRegion): 24 bytes a row, the whole index.
+/// (id key, line, hash of Region/KeyId/KeyRegion/Account): 24 bytes a row, the whole index.
 pub(super) type Entry = (u64, u64, u64);
 
 impl std::fmt::Debug for Validated {
@@ -50,6 +58,16 @@ impl Validated {
 
     pub fn is_empty(&self) -> bool {
         self.keep.is_empty()
+    }
+
+    /// The accounts (tccli profiles) the rows name, in name order.
+    pub fn accounts(&self) -> impl Iterator<Item = &str> {
+        self.accounts.iter().map(String::as_str)
+    }
+
+    /// Whether some row names no account: the run's own credentials work on it.
+    pub fn has_unnamed(&self) -> bool {
+        self.unnamed
     }
 
     /// Streams the unique rows (exact duplicates merged into their first line) in
@@ -146,6 +164,19 @@ pub fn parse(
     v.collect().map_err(|e| open_problem(name, e))
 }
 
+/// Validates an in-memory input (tests): panics on a problem.
+#[cfg(test)]
+pub(super) fn validate_bytes(s: &str, defaults: &Defaults) -> Validated {
+    let bytes = s.as_bytes().to_vec();
+    check(
+        "test",
+        bytes.as_slice(),
+        Source::Bytes(bytes.clone()),
+        defaults,
+    )
+    .unwrap()
+}
+
 fn check(
     name: &str,
     reader: impl Read,
@@ -154,6 +185,7 @@ fn check(
 ) -> Result<Validated, InputError> {
     let mut c = Collector::new(name, defaults);
     c.read_all(reader);
+    let (accounts, unnamed) = (std::mem::take(&mut c.accounts), c.unnamed);
     let Sink::Check { seen: mut rows } = c.sink else {
         unreachable!("a checking collector")
     };
@@ -171,7 +203,7 @@ fn check(
                     file: name.to_string(),
                     line: rows[j].1,
                     message: format!(
-                        "duplicate InstanceId cdb-{} conflicts with line {} (different Region, KeyId or KeyRegion)",
+                        "duplicate InstanceId cdb-{} conflicts with line {} (different Region, KeyId, KeyRegion or Account)",
                         String::from_utf8_lossy(&first.0.to_be_bytes()),
                         first.1
                     ),
@@ -200,12 +232,14 @@ fn check(
         source,
         defaults: defaults.clone(),
         keep: seen,
+        accounts,
+        unnamed,
     })
 }
 
 pub(super) fn attrs_hash(spec: &InstanceSpec) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&spec.region, &spec.key_id, &spec.key_region).hash(&mut h);
+    (&spec.region, &spec.key_id, &spec.key_region, &spec.account).hash(&mut h);
     h.finish()
 }

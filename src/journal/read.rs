@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection};
 
-use super::rows::{instance_from_row, InstanceRow, INSTANCE_COLUMNS};
+use super::rows::{instance_columns, instance_from_row, InstanceRow, INSTANCE_COLUMNS};
 use crate::model::{Disposition, EventKind, SlidingWindow, State};
 
 /// Instances per state (every state present, zero or not).
@@ -28,7 +28,8 @@ pub fn for_each_instance(
     mut f: impl FnMut(InstanceRow) -> std::io::Result<()>,
 ) -> rusqlite::Result<Result<(), std::io::Error>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances ORDER BY seq"
+        "SELECT {} FROM instances ORDER BY seq",
+        instance_columns(conn)?
     ))?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -37,6 +38,70 @@ pub fn for_each_instance(
         }
     }
     Ok(Ok(()))
+}
+
+/// The accounts of the unfinished instances (`None`: the run's own
+/// credentials), each once.
+pub fn open_accounts(conn: &Connection) -> rusqlite::Result<Vec<Option<String>>> {
+    if !has_accounts(conn)? {
+        let open: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM instances WHERE state NOT IN (?1, ?2, ?3))",
+            params![
+                State::Encrypted.as_str(),
+                State::AlreadyEncrypted.as_str(),
+                State::Failed.as_str()
+            ],
+            |r| r.get(0),
+        )?;
+        return Ok(if open { vec![None] } else { Vec::new() });
+    }
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT account FROM instances WHERE state NOT IN (?1, ?2, ?3) ORDER BY account",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            State::Encrypted.as_str(),
+            State::AlreadyEncrypted.as_str(),
+            State::Failed.as_str()
+        ],
+        |r| r.get(0),
+    )?;
+    rows.collect()
+}
+
+/// Whether any instance names an account (a journal older than version 8 names none).
+pub fn has_accounts(conn: &Connection) -> rusqlite::Result<bool> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < super::rows::ACCOUNT_VERSION {
+        return Ok(false);
+    }
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM instances WHERE account IS NOT NULL)",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Instances per account and state (`None`: the run's own credentials),
+/// every state present; empty when no instance names an account.
+pub fn counts_by_account(
+    conn: &Connection,
+) -> rusqlite::Result<BTreeMap<Option<String>, BTreeMap<State, u64>>> {
+    let mut out: BTreeMap<Option<String>, BTreeMap<State, u64>> = BTreeMap::new();
+    if !has_accounts(conn)? {
+        return Ok(out);
+    }
+    let mut stmt =
+        conn.prepare("SELECT account, state, count(*) FROM instances GROUP BY account, state")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let state: State = r.get(1)?;
+        *out.entry(r.get(0)?)
+            .or_insert_with(|| State::ALL.iter().map(|s| (*s, 0)).collect())
+            .entry(state)
+            .or_default() += r.get::<_, u64>(2)?;
+    }
+    Ok(out)
 }
 
 /// Send times at or after `since_ms`: (endpoint, action, sent_at_ms), oldest first.
@@ -54,28 +119,47 @@ pub fn sends_since(
 }
 
 /// Per action, the largest number of requests the journal shows in any sliding
-/// 1-second window for one endpoint (the unit a limit applies to).
+/// 1-second window for one endpoint and account (the unit a limit applies
+/// to: the quota is per credential).
 pub fn max_requests_in_1s_window(conn: &Connection) -> rusqlite::Result<BTreeMap<String, u64>> {
     // In send order, which the covering index `events_sends` (migration 0005)
     // gives without a sort or a table lookup (ordering by action and endpoint
     // first sorted 300,000 rows at 100k instances); one window per (action,
-    // endpoint).
-    let mut stmt = conn.prepare(
-        "SELECT action, endpoint, sent_at_ms FROM events WHERE sent_at_ms IS NOT NULL AND action IS NOT NULL ORDER BY sent_at_ms",
-    )?;
+    // endpoint, account). A journal that names accounts looks each send's
+    // instance up; one that names none skips the lookup.
+    let mut accounts: HashMap<String, String> = HashMap::new();
+    if has_accounts(conn)? {
+        let mut stmt =
+            conn.prepare("SELECT instance_id, account FROM instances WHERE account IS NOT NULL")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            accounts.insert(r.get(0)?, r.get(1)?);
+        }
+    }
+    let sql = if accounts.is_empty() {
+        "SELECT action, endpoint, sent_at_ms, NULL FROM events WHERE sent_at_ms IS NOT NULL AND action IS NOT NULL ORDER BY sent_at_ms"
+    } else {
+        "SELECT action, endpoint, sent_at_ms, instance_id FROM events WHERE sent_at_ms IS NOT NULL AND action IS NOT NULL ORDER BY sent_at_ms"
+    };
+    let mut stmt = conn.prepare(sql)?;
     let mut rows = stmt.query([])?;
-    let mut windows: HashMap<(String, String), SlidingWindow> = HashMap::new();
+    type Unit = (String, String, Option<String>);
+    let mut windows: HashMap<Unit, SlidingWindow> = HashMap::new();
     while let Some(r) = rows.next()? {
         let action: String = r.get(0)?;
         let endpoint: Option<String> = r.get(1)?;
         let t: i64 = r.get(2)?;
+        let account = match r.get_ref(3)?.as_str_or_null()? {
+            Some(id) => accounts.get(id).cloned(),
+            None => None,
+        };
         windows
-            .entry((action, endpoint.unwrap_or_default()))
+            .entry((action, endpoint.unwrap_or_default(), account))
             .or_insert_with(|| SlidingWindow::new(1000))
             .push(t.max(0) as u64);
     }
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
-    for ((action, _), w) in windows {
+    for ((action, _, _), w) in windows {
         let e = out.entry(action).or_insert(0);
         *e = (*e).max(w.max() as u64);
     }

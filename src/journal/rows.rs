@@ -21,6 +21,8 @@ pub struct InstanceRow {
     pub region: String,
     pub key_id: Option<String>,
     pub key_region: Option<String>,
+    /// The tccli profile whose credentials work on it (`None`: the run's own).
+    pub account: Option<String>,
     pub labels: String,
     pub state: State,
     pub attempts: u32,
@@ -37,7 +39,21 @@ pub struct InstanceRow {
     pub verified_at_ms: Option<i64>,
 }
 
-pub(crate) const INSTANCE_COLUMNS: &str = "instance_id, seq, region, key_id, key_region, labels, state, attempts, budget_base, kms_errors, cleared_to_send, last_sent_at_ms, settles_at_ms, last_outcome, next_attempt_at_ms, last_request_id, last_error_code, last_error_message, verified_at_ms";
+pub(crate) const INSTANCE_COLUMNS: &str = "instance_id, seq, region, key_id, key_region, labels, state, attempts, budget_base, kms_errors, cleared_to_send, last_sent_at_ms, settles_at_ms, last_outcome, next_attempt_at_ms, last_request_id, last_error_code, last_error_message, verified_at_ms, account";
+
+/// The schema version that added `instances.account` (migration 0008).
+pub(crate) const ACCOUNT_VERSION: i64 = 8;
+
+/// [`INSTANCE_COLUMNS`] as `conn`'s journal has them: a read-only reader of a
+/// journal older than version 8 (not migrated) reads no account.
+pub(crate) fn instance_columns(conn: &rusqlite::Connection) -> rusqlite::Result<String> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(if version >= ACCOUNT_VERSION {
+        INSTANCE_COLUMNS.to_string()
+    } else {
+        INSTANCE_COLUMNS.replace(", account", ", NULL AS account")
+    })
+}
 
 /// An instance row; the model's types read themselves (`journal::sql`), so a
 /// value outside the model is an error, never a guess.
@@ -62,5 +78,6 @@ pub(crate) fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Insta
         last_error_code: r.get(16)?,
         last_error_message: r.get(17)?,
         verified_at_ms: r.get(18)?,
+        account: r.get(19)?,
     })
 }

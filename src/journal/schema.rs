@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_covering_send_index.sql"),
     include_str!("../../migrations/0006_verification_counters.sql"),
     include_str!("../../migrations/0007_rollout_events.sql"),
+    include_str!("../../migrations/0008_accounts.sql"),
 ];
 
 fn unusable(path: &Path, reason: impl std::fmt::Display) -> JournalError {

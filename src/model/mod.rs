@@ -27,7 +27,7 @@ pub use disposition::{Disposition, UnknownDisposition};
 pub use event::{EventKind, UnknownEventKind};
 pub use id::{InstanceId, InvalidInstanceId};
 pub use rollout_event::RolloutEvent;
-pub use spec::InstanceSpec;
+pub use spec::{check_account_name, InstanceSpec};
 pub use state::{State, UnknownState};
 pub use time::{now_ms, unix_ms};
 pub use window::{max_in_window, SlidingWindow};

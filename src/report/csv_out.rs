@@ -11,7 +11,7 @@ use super::data::iso;
 use super::{csv_safe, ReportError};
 use crate::journal::read;
 
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 11] = [
     "instance_id",
     "region",
     "key_id",
@@ -22,6 +22,7 @@ pub const FIELDS: [&str; 10] = [
     "last_error_code",
     "last_error_message",
     "verified_at",
+    "account",
 ];
 
 /// Every label name used by any instance, sorted.
@@ -57,6 +58,7 @@ pub fn write(conn: &Connection, out: &mut dyn Write) -> Result<(), ReportError> 
             row.last_error_code.unwrap_or_default(),
             row.last_error_message.unwrap_or_default(),
             row.verified_at_ms.map(iso).unwrap_or_default(),
+            row.account.unwrap_or_default(),
         ];
         cells.extend(labels.iter().map(|l| {
             values

@@ -30,6 +30,8 @@ pub struct Overview {
     pub first_ms: Option<i64>,
     pub last_ms: Option<i64>,
     pub verification: read::Verification,
+    /// Per account (issue 12); empty when no instance names one.
+    pub accounts: Vec<(Option<String>, Tally)>,
 }
 
 pub fn overview(conn: &Connection, journal: &Path) -> rusqlite::Result<Overview> {
@@ -60,6 +62,7 @@ pub fn overview(conn: &Connection, journal: &Path) -> rusqlite::Result<Overview>
         first_ms,
         last_ms,
         verification: read::verification(conn)?,
+        accounts: by_account(conn)?,
     })
 }
 
@@ -235,7 +238,7 @@ pub fn timeline(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
 }
 
 /// Instances per kind of outcome: one row of the grouped instance table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Tally {
     pub encrypted: u64,
     pub already_encrypted: u64,
@@ -257,6 +260,28 @@ impl Tally {
     pub fn total(&self) -> u64 {
         self.encrypted + self.already_encrypted + self.failed + self.pending
     }
+}
+
+/// Instances per account (issue 12; `None`: the run's own credentials), in
+/// name order, the run's own last; empty when no instance names an account.
+pub fn by_account(conn: &Connection) -> rusqlite::Result<Vec<(Option<String>, Tally)>> {
+    let mut out: Vec<(Option<String>, Tally)> = read::counts_by_account(conn)?
+        .into_iter()
+        .map(|(account, counts)| {
+            let mut t = Tally::default();
+            for (state, n) in counts {
+                t.add(state, n);
+            }
+            (account, t)
+        })
+        .collect();
+    out.sort_by_key(|(a, _)| a.is_none());
+    Ok(out)
+}
+
+/// How an account is shown: its profile name, or the run's own credentials.
+pub fn account_name(account: Option<&str>) -> &str {
+    account.unwrap_or("(the run's own credentials)")
 }
 
 /// Instances per region, in region order.

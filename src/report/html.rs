@@ -240,6 +240,7 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
     let s = series(conn, 480)?;
     let mut h = String::with_capacity(1 << 16);
     header(&mut h, o);
+    accounts_table(&mut h, o);
     ambiguous_note(&mut h, conn, o)?;
     rate_chart(&mut h, o, &s);
     states_chart(&mut h, &s);
@@ -293,6 +294,26 @@ fn header(h: &mut String, o: &Overview) {
     } else if o.total > 0 {
         let _ = write!(h, "<p class=\"bad-note\">{} of {} instances are not confirmed encrypted; see the failures below.</p>", thousands(o.total - done_ok), thousands(o.total));
     }
+}
+
+/// Several accounts in one run (issue 12): each one's instances, on its own quota.
+fn accounts_table(h: &mut String, o: &Overview) {
+    if o.accounts.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<h2>Accounts ({})</h2><div class=\"panel\"><p class=\"meta\">Each account (a tccli profile) signed its own requests and had its own rate limit.</p>",
+        o.accounts.len()
+    );
+    tally_table(
+        h,
+        "account",
+        o.accounts
+            .iter()
+            .map(|(a, t)| (esc(super::data::account_name(a.as_deref())), *t)),
+    );
+    h.push_str("</div>");
 }
 
 /// How many Open answers were ambiguous, and how each was settled.
@@ -357,7 +378,7 @@ fn rate_chart(h: &mut String, o: &Overview, s: &Series) {
         .collect();
     let _ = write!(
         h,
-        "<div class=\"meta\">Busiest sliding second per action (from the journal's send times, per endpoint): {}. Limit: {} per action and endpoint.</div>",
+        "<div class=\"meta\">Busiest sliding second per action (from the journal's send times, per endpoint and account): {}. Limit: {} per action and endpoint, for each account.</div>",
         if window.is_empty() { "none".to_string() } else { window.join(", ") },
         limit.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
     );
@@ -585,9 +606,15 @@ fn instances_not_encrypted(
 fn instance_row(out: &mut dyn Write, r: &InstanceRow) -> std::io::Result<()> {
     let labels: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&r.labels).unwrap_or_default();
-    let labels: Vec<String> = labels
+    let labels: Vec<String> = r
+        .account
         .iter()
-        .map(|(k, v)| format!("{}={}", esc(k), esc(v.as_str().unwrap_or(""))))
+        .map(|a| format!("account={}", esc(a)))
+        .chain(
+            labels
+                .iter()
+                .map(|(k, v)| format!("{}={}", esc(k), esc(v.as_str().unwrap_or("")))),
+        )
         .collect();
     let key = match (&r.key_id, &r.key_region) {
         (Some(k), Some(kr)) => format!("{} ({})", esc(k), esc(kr)),

@@ -18,6 +18,7 @@ pub fn instance_json(row: &InstanceRow) -> Value {
         "region": row.region,
         "key_id": row.key_id,
         "key_region": row.key_region,
+        "account": row.account,
         "state": row.state.as_str(),
         "attempts": row.attempts,
         "last_request_id": row.last_request_id,
@@ -40,6 +41,16 @@ pub fn write(conn: &Connection, o: &Overview, out: &mut dyn Write) -> Result<(),
             "failed": o.counts[&State::Failed],
             "pending": o.pending,
         },
+        // Per account (issue 12): empty when no instance names one; `null`
+        // is the run's own credentials.
+        "accounts": o.accounts.iter().map(|(account, t)| json!({
+            "account": account,
+            "total": t.total(),
+            "encrypted": t.encrypted,
+            "already_encrypted": t.already_encrypted,
+            "failed": t.failed,
+            "pending": t.pending,
+        })).collect::<Vec<_>>(),
         "rate": {
             "limit_per_s": o.limit_per_s,
             "max_requests_in_1s_window": o.max_window,

@@ -71,6 +71,26 @@ fn summary(out: &mut dyn Write, o: &Overview) -> std::io::Result<()> {
     ] {
         writeln!(out, "| {label} | {n} |")?;
     }
+    if !o.accounts.is_empty() {
+        writeln!(out, "\n## Accounts\n")?;
+        writeln!(
+            out,
+            "Each account (a tccli profile) signed its own requests and had its own rate limit.\n"
+        )?;
+        writeln!(out, "| account | encrypted | already encrypted | failed | not finished | total |\n|---|---:|---:|---:|---:|---:|")?;
+        for (a, t) in &o.accounts {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(super::data::account_name(a.as_deref())),
+                t.encrypted,
+                t.already_encrypted,
+                t.failed,
+                t.pending,
+                t.total()
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -92,7 +112,7 @@ fn ambiguous_and_rate(
     writeln!(out, "\n## Rate limit kept\n")?;
     writeln!(
         out,
-        "Configured limit: {} requests per second per action and endpoint. Busiest sliding second seen in the journal's send times:\n",
+        "Configured limit: {} requests per second per action and endpoint (and account). Busiest sliding second seen in the journal's send times:\n",
         o.limit_per_s.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
     )?;
     writeln!(

@@ -11,7 +11,7 @@ mod markdown;
 use std::io::Write;
 use std::path::Path;
 
-pub use data::{iso, Overview, Series};
+pub use data::{account_name, by_account, iso, Overview, Series, Tally};
 pub use html::{thousands, FULL_TABLE_MAX};
 
 use crate::journal::{schema, JournalError};

@@ -261,7 +261,12 @@ impl Dispatcher {
             Step::KmsKey => a.kms.as_ref().map(|e| e.host.clone()).unwrap_or_default(),
             _ => a.cdb.host.clone(),
         };
-        (self.ctx.client.secret_id().to_string(), host, step.action())
+        // The quota is per credential: each account's SecretId has its own buckets.
+        let credential = match self.ctx.client_for(a) {
+            Some(client) => client.secret_id().to_string(),
+            None => format!("(no credentials: {:?})", a.row.account),
+        };
+        (credential, host, step.action())
     }
 
     fn next_seq(&mut self) -> u64 {

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use backoff::Backoff;
 pub use steps::StopReason;
 
-use crate::api::{Client, EndpointPolicy};
+use crate::api::{Clients, EndpointPolicy};
 use crate::journal::{read, Journal, JournalError};
 use crate::model::State;
 
@@ -152,6 +152,10 @@ pub enum RunError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Endpoint(#[from] crate::api::EndpointError),
+    /// Unfinished instances name an account (`None`: the run's own
+    /// credentials) that has no client: nothing was sent.
+    #[error("no credentials for {}; nothing was sent", match .0 { Some(a) => format!("account {a}"), None => "the instances that name no account".to_string() })]
+    NoCredentials(Option<String>),
 }
 
 impl From<rusqlite::Error> for RunError {
@@ -164,13 +168,21 @@ impl From<rusqlite::Error> for RunError {
 /// stopped early, if it did; the journal holds every outcome.
 pub async fn run(
     journal: &Journal,
-    client: &Client,
+    clients: impl Into<Clients>,
     config: &RunConfig,
     run_id: Option<i64>,
     shutdown: CancellationToken,
     counters: Arc<Counters>,
 ) -> Result<Option<StopReason>, RunError> {
     config.endpoints.validate()?;
+    let clients: Clients = clients.into();
+    // Every account with unfinished work needs its credentials before anything
+    // is sent: a run never works on one account with another's key.
+    for account in journal.query(read::open_accounts).await? {
+        if clients.get(account.as_deref()).is_none() {
+            return Err(RunError::NoCredentials(account));
+        }
+    }
     let counts = journal.query(read::counts).await?;
     let total: u64 = counts.values().sum();
     counters.total.store(total, Ordering::Relaxed);
@@ -185,7 +197,7 @@ pub async fn run(
         .store(counts[&State::Failed], Ordering::Relaxed);
     let ctx = Arc::new(steps::Ctx::new(
         journal.clone(),
-        client.clone(),
+        clients,
         config.clone(),
         run_id,
     ));

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, TimeZone, Utc};
 
 use crate::journal::InstanceRow;
 
-/// `KEY=VALUE`: KEY is `Region` or a label column (case-insensitive), VALUE exact.
+/// `KEY=VALUE`: KEY is `Region`, `Account` or a label column (case-insensitive), VALUE exact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {
     pub key: String,
@@ -49,10 +49,14 @@ impl fmt::Display for Match {
 }
 
 impl Match {
-    /// Whether `row` has this KEY with this VALUE (`Region`, or a label column).
+    /// Whether `row` has this KEY with this VALUE (`Region`, `Account`, or a
+    /// label column).
     pub fn matches(&self, row: &InstanceRow) -> bool {
         if self.key.eq_ignore_ascii_case("region") {
             return row.region == self.value;
+        }
+        if self.key.eq_ignore_ascii_case("account") {
+            return row.account.as_deref() == Some(self.value.as_str());
         }
         label(row, &self.key).is_some_and(|v| v == self.value)
     }
@@ -414,6 +418,7 @@ mod tests {
             last_error_code: None,
             last_error_message: None,
             verified_at_ms: None,
+            account: None,
         }
     }
 
@@ -422,6 +427,19 @@ mod tests {
             only: only.iter().map(|s| s.parse().unwrap()).collect(),
             exclude: exclude.iter().map(|s| s.parse().unwrap()).collect(),
         }
+    }
+
+    #[test]
+    fn account_selects_the_account_not_a_label() {
+        let a = InstanceRow {
+            account: Some("prod-a".into()),
+            ..row("ap-guangzhou", r#"{"Team":"a"}"#)
+        };
+        let own = row("ap-guangzhou", r#"{"Account":"prod-a"}"#);
+        let s = sel(&["account=prod-a"], &[]);
+        assert!(s.selects(&a) && !s.selects(&own));
+        let s = sel(&[], &["Account=prod-a"]);
+        assert!(!s.selects(&a) && s.selects(&own));
     }
 
     #[test]

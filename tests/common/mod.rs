@@ -92,6 +92,7 @@ pub fn specs_of(world: &World) -> Vec<InstanceSpec> {
             region: i.region.clone(),
             key_id: None,
             key_region: None,
+            account: None,
             labels: vec![("name".into(), i.name.clone())],
             line: n as u64 + 2,
         })

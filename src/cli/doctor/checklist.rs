@@ -59,13 +59,23 @@ pub struct Checklist {
     pub items: Vec<Item>,
     /// The credentials are missing or the API refused them (exit 3).
     pub credentials_failed: bool,
+    /// Whose checks come next (several accounts, issue 12): each item's
+    /// `what` starts with "account NAME: " while it is set.
+    pub account: Option<String>,
 }
 
 impl Checklist {
+    fn what(&self, what: impl Into<String>) -> String {
+        match &self.account {
+            Some(a) => format!("account {a}: {}", what.into()),
+            None => what.into(),
+        }
+    }
+
     pub fn push(&mut self, level: Level, what: impl Into<String>, found: impl Into<String>) {
         self.items.push(Item {
             level,
-            what: what.into(),
+            what: self.what(what),
             found: found.into(),
             fix: None,
         });
@@ -81,7 +91,7 @@ impl Checklist {
     ) {
         self.items.push(Item {
             level,
-            what: what.into(),
+            what: self.what(what),
             found: found.into(),
             fix: Some(fix.into()),
         });

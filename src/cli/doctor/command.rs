@@ -1,21 +1,21 @@
 //! `fleetcrypt doctor`, and its short form at the start of `run`, `resume`
 //! and `plan`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::super::args::{parse_duration, Global, InputArgs};
+use super::super::args::{parse_duration, Global, InputArgs, RowArgs};
 use super::super::error::{CliError, CliResult};
 use super::super::setup::{client, load_input};
 use super::checklist::{Checklist, Level};
 use super::eta::{self, Endpoints};
 use super::probe::{probe, Scope};
 use crate::api::credentials::{self, ProcessEnv};
-use crate::api::{Client, EndpointPolicy, Service};
-use crate::journal::{schema, Journal, JournalLock};
+use crate::api::{Clients, EndpointPolicy, Service};
+use crate::journal::{read, schema, Journal, JournalLock};
 use crate::model::State;
 use crate::runner::RunConfig;
 
@@ -26,16 +26,9 @@ pub struct DoctorArgs {
     /// unfinished instances, else --region.
     #[arg(long, value_name = "FILE")]
     pub instances: Option<String>,
-    /// Region for rows that leave it empty, and the region checked when there
-    /// is no input (default TENCENTCLOUD_REGION).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// KMS key for rows that leave it empty (as `run`).
-    #[arg(long)]
-    pub key_id: Option<String>,
-    /// Region of --key-id.
-    #[arg(long)]
-    pub key_region: Option<String>,
+    /// As `run`'s; --region is also the region checked when there is no input.
+    #[command(flatten)]
+    pub rows: RowArgs,
     /// The --rate the run will use: requests/s per action per endpoint.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub rate: u32,
@@ -47,8 +40,12 @@ pub struct DoctorArgs {
     pub regional_endpoints: bool,
 }
 
-/// The unfinished instances of a journal: (region, key region, how many).
-fn open_work(path: &Path) -> rusqlite::Result<Vec<(String, Option<String>, u64)>> {
+/// Work per account (`None`: the run's own credentials): (region, key
+/// region, how many instances).
+type Work = BTreeMap<Option<String>, Vec<(String, Option<String>, u64)>>;
+
+/// The unfinished instances of a journal, per account.
+fn open_work(path: &Path) -> rusqlite::Result<Work> {
     let conn = schema::open_reader(path).map_err(|e| {
         rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
@@ -60,14 +57,24 @@ fn open_work(path: &Path) -> rusqlite::Result<Vec<(String, Option<String>, u64)>
         .filter(|s| s.is_terminal())
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
+    // A journal older than version 8 names no account.
+    let account = if read::has_accounts(&conn)? {
+        "account"
+    } else {
+        "NULL"
+    };
     let mut stmt = conn.prepare(&format!(
-        "SELECT region, key_region, COUNT(*) FROM instances WHERE state NOT IN ({}) GROUP BY region, key_region",
+        "SELECT {account}, region, key_region, COUNT(*) FROM instances WHERE state NOT IN ({}) GROUP BY 1, 2, 3",
         terminal.join(", ")
     ))?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-    })?;
-    rows.collect()
+    let mut rows = stmt.query([])?;
+    let mut work = Work::new();
+    while let Some(r) = rows.next()? {
+        work.entry(r.get(0)?)
+            .or_default()
+            .push((r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64));
+    }
+    Ok(work)
 }
 
 /// Instance regions and key regions of the work, and the load per cdb endpoint
@@ -90,13 +97,14 @@ fn scope_of(
     (regions, loads)
 }
 
-/// The short form, before a job sends anything: credentials, the endpoints
-/// of the journal's unfinished instances, the clock, KMS in their regions and
-/// the CDB service role. A few requests, on actions the run does not use.
-/// Fails (nothing sent) on refused credentials (exit 3) or a failed check
-/// (exit 1); warnings are logged and the job goes on.
+/// The short form, before a job sends anything: for each account with
+/// unfinished instances, its credentials, the endpoints of those instances,
+/// the clock, KMS in their regions and the CDB service role. A few requests,
+/// on actions the run does not use. Fails (nothing sent) on refused
+/// credentials (exit 3) or a failed check (exit 1); warnings are logged and
+/// the job goes on.
 pub(in super::super) async fn before_run(
-    client: &Client,
+    clients: &Clients,
     config: &RunConfig,
     journal: &Journal,
 ) -> Result<(), CliError> {
@@ -108,20 +116,32 @@ pub(in super::super) async fn before_run(
     if work.is_empty() {
         return Ok(());
     }
-    let (regions, _) = scope_of(&work, &config.endpoints);
     let mut list = Checklist::default();
-    let measured = probe(
-        &Scope {
-            client,
-            policy: &config.endpoints,
-            regions: &regions,
-            source: client.credentials_source(),
-            rate: config.rate,
-            margin: config.rate_margin,
-        },
-        &mut list,
-    )
-    .await;
+    let (mut requests, mut all_regions) = (0, BTreeSet::new());
+    for (account, work) in &work {
+        list.account = account.clone();
+        let Some(client) = clients.get(account.as_deref()) else {
+            list.credentials_failed = true;
+            list.push(Level::Fail, "credentials", "none loaded");
+            continue;
+        };
+        let (regions, _) = scope_of(work, &config.endpoints);
+        let measured = probe(
+            &Scope {
+                client,
+                policy: &config.endpoints,
+                regions: &regions,
+                source: client.credentials_source(),
+                rate: config.rate,
+                margin: config.rate_margin,
+            },
+            &mut list,
+        )
+        .await;
+        requests += measured.requests;
+        all_regions.extend(regions);
+    }
+    list.account = None;
     if list.failed() {
         let message = format!(
             "doctor: {} before anything was sent:\n{}  nothing was sent; fix the above (or skip this check with --no-doctor)",
@@ -143,8 +163,9 @@ pub(in super::super) async fn before_run(
         );
     }
     tracing::info!(
-        requests = measured.requests,
-        regions = regions.len(),
+        requests,
+        regions = all_regions.len(),
+        accounts = work.len(),
         "doctor: {}",
         list.verdict()
     );
@@ -157,93 +178,121 @@ pub(in super::super) async fn doctor(global: &Global, args: DoctorArgs) -> CliRe
     let policy = global.endpoint_policy(args.regional_endpoints);
     policy.validate().map_err(CliError::usage)?;
     global.resolves().map_err(CliError::usage)?;
-    let default_region = args.region.clone().or_else(|| {
+    let default_region = args.rows.region.clone().or_else(|| {
         std::env::var("TENCENTCLOUD_REGION")
             .ok()
             .filter(|r| !r.is_empty())
     });
     // What the run will work on: the input, else the journal's unfinished
     // instances, else the default region. Bad input is exit 2, nothing sent.
-    let (work, from) = match &args.instances {
+    let (mut work, from) = match &args.instances {
         Some(file) => {
             let input = InputArgs {
                 instances: file.clone(),
-                region: args.region.clone(),
-                key_id: args.key_id.clone(),
-                key_region: args.key_region.clone(),
+                rows: args.rows.clone(),
             };
             let specs = load_input(&input)?;
-            let mut work = std::collections::BTreeMap::<(String, Option<String>), u64>::new();
+            type Key = (Option<String>, String, Option<String>);
+            let mut counted = BTreeMap::<Key, u64>::new();
             specs
                 .read_chunks(10_000, |chunk| {
                     for s in chunk {
-                        *work.entry((s.region, s.key_region)).or_default() += 1;
+                        *counted
+                            .entry((s.account, s.region, s.key_region))
+                            .or_default() += 1;
                     }
                     Ok(())
                 })
                 .map_err(|e| CliError::usage(format!("cannot read the input again: {e}")))?;
-            let work: Vec<_> = work.into_iter().map(|((r, k), n)| (r, k, n)).collect();
+            let mut work = Work::new();
+            for ((account, region, key_region), n) in counted {
+                work.entry(account)
+                    .or_default()
+                    .push((region, key_region, n));
+            }
             (work, format!("{} instance(s) in {file}", specs.len()))
         }
         None if global.journal.exists() && schema::check_file(&global.journal).is_ok() => {
             let work = open_work(&global.journal).unwrap_or_default();
-            let n: u64 = work.iter().map(|(_, _, n)| n).sum();
+            let n: u64 = work.values().flatten().map(|(_, _, n)| n).sum();
             (
                 work,
                 format!("{n} unfinished instance(s) in {}", global.journal.display()),
             )
         }
         None => (
-            default_region
-                .iter()
-                .map(|r| (r.clone(), None, 0))
-                .collect(),
+            Work::from([(
+                None,
+                default_region
+                    .iter()
+                    .map(|r| (r.clone(), None, 0))
+                    .collect(),
+            )]),
             "no input (pass --instances FILE for the ETA)".to_string(),
         ),
     };
-    let (regions, mut loads) = scope_of(&work, &policy);
-    // Each endpoint host is a quota of its own.
-    let endpoints = loads.len().max(1);
-    loads.retain(|_, l| l.opens > 0);
+    // The run's own credentials are always checked.
+    work.entry(None).or_default();
+    if work.len() > 1 && work[&None].is_empty() {
+        // Every instance names an account: the run's own credentials are not used.
+        work.remove(&None);
+    }
 
     let mut list = Checklist::default();
     say!("fleetcrypt doctor: {from}");
-    let creds = match credentials::load(global.profile.as_deref(), &ProcessEnv) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            list.credentials_failed = true;
-            list.push_fix(
-                Level::Fail,
-                "credentials",
-                e.to_string(),
-                "give credentials in one of those places (for the emulator, the export lines it prints)",
+    // Each account has its own quota: its loads are its own endpoints.
+    let (mut loads, mut endpoints) = (Endpoints::new(), 0);
+    for (account, work) in &work {
+        list.account = account.clone();
+        let (regions, mut account_loads) = scope_of(work, &policy);
+        endpoints += account_loads.len().max(1);
+        let profile = account.as_deref().or(global.profile.as_deref());
+        let creds = match credentials::load(profile, &ProcessEnv) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                list.credentials_failed = true;
+                list.push_fix(
+                    Level::Fail,
+                    "credentials",
+                    e.to_string(),
+                    match account {
+                        Some(a) => format!("create the tccli profile {a} (`tccli configure --profile {a}`), or correct the input's account column"),
+                        None => "give credentials in one of those places (for the emulator, the export lines it prints)".to_string(),
+                    },
+                );
+                None
+            }
+        };
+        let mut latency = Default::default();
+        if let Some(creds) = creds {
+            let client = client(global, creds, args.timeout, 16)?;
+            let measured = probe(
+                &Scope {
+                    client: &client,
+                    policy: &policy,
+                    regions: &regions,
+                    source: client.credentials_source(),
+                    rate: args.rate,
+                    margin: RunConfig::default().rate_margin,
+                },
+                &mut list,
+            )
+            .await;
+            latency = measured.latency;
+        } else {
+            list.push(
+                Level::Skipped,
+                "endpoints, clock, KMS, role",
+                "not checked: no credentials",
             );
-            None
         }
-    };
-    let mut latency = Default::default();
-    if let Some(creds) = creds {
-        let client = client(global, creds, args.timeout, 16)?;
-        let measured = probe(
-            &Scope {
-                client: &client,
-                policy: &policy,
-                regions: &regions,
-                source: client.credentials_source(),
-                rate: args.rate,
-                margin: RunConfig::default().rate_margin,
-            },
-            &mut list,
-        )
-        .await;
-        latency = measured.latency;
-    } else {
-        list.push(
-            Level::Skipped,
-            "endpoints, clock, KMS, role",
-            "not checked: no credentials",
-        );
+        account_loads.retain(|_, l| l.opens > 0);
+        for (host, mut load) in account_loads {
+            load.latency = latency.get(&host).copied();
+            loads.insert(eta::unit(&host, account.as_deref()), load);
+        }
     }
+    list.account = None;
     journal_check(&global.journal, &mut list);
 
     // The quota, and what it means for this input.
@@ -251,14 +300,16 @@ pub(in super::super) async fn doctor(global: &Global, args: DoctorArgs) -> CliRe
         Level::Info,
         "quota",
         format!(
-            "{endpoints} endpoint(s) x {} requests/s per action = at most {} instances/s (2 DescribeDBInstanceInfo reads per Open)",
+            "{endpoints} endpoint(s){} x {} requests/s per action = at most {} instances/s (2 DescribeDBInstanceInfo reads per Open)",
+            if work.len() > 1 {
+                format!(" over {} accounts", work.len())
+            } else {
+                String::new()
+            },
             args.rate,
             eta::per_second(args.rate) * endpoints as f64
         ),
     );
-    for (host, load) in loads.iter_mut() {
-        load.latency = latency.get(host).copied();
-    }
     for line in eta::render(&loads, args.rate) {
         list.push(Level::Info, "ETA (upper bound before preflight)", line);
     }

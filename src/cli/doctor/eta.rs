@@ -21,6 +21,15 @@ pub struct Load {
 /// Per endpoint host, in name order.
 pub type Endpoints = BTreeMap<String, Load>;
 
+/// The unit a quota applies to, as the ETA names it: an endpoint host, and
+/// the account when it is not the run's own (each account has its own quota).
+pub fn unit(host: &str, account: Option<&str>) -> String {
+    match account {
+        Some(a) => format!("{host} (account {a})"),
+        None => host.to_string(),
+    }
+}
+
 /// Instances a second one endpoint can finish at `rate` reads a second.
 pub fn per_second(rate: u32) -> f64 {
     rate as f64 / 2.0

@@ -16,4 +16,4 @@ mod probe;
 
 pub use command::DoctorArgs;
 pub(super) use command::{before_run, doctor};
-pub(super) use eta::{render as eta_lines, Endpoints};
+pub(super) use eta::{render as eta_lines, unit as eta_unit, Endpoints};

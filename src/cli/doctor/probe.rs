@@ -194,7 +194,10 @@ pub(super) async fn probe(scope: &Scope<'_>, list: &mut Checklist) -> Measured {
     };
 
     // One read per endpoint: the credentials, the network, the latency, the clock.
-    let mut endpoint_items = Checklist::default();
+    let mut endpoint_items = Checklist {
+        account: list.account.clone(),
+        ..Checklist::default()
+    };
     let mut accepted_by = None;
     let mut credentials_refused: Option<Failure> = None;
     for (host, (ep, region)) in &endpoints {
@@ -311,7 +314,10 @@ pub(super) async fn probe(scope: &Scope<'_>, list: &mut Checklist) -> Measured {
         kms(&mut p, list).await;
         role(&mut p, list).await;
     }
-    let mut clock_item = Checklist::default();
+    let mut clock_item = Checklist {
+        account: list.account.clone(),
+        ..Checklist::default()
+    };
     clock(&p, &mut clock_item);
     list.items.splice(clock_at..clock_at, clock_item.items);
     measured.requests = p.requests;

@@ -29,23 +29,32 @@ pub(super) fn import(
         r.get(0)
     })?;
     for spec in specs {
-        let existing: Option<(String, Option<String>, Option<String>)> = conn
+        type Attrs = (String, Option<String>, Option<String>, Option<String>);
+        let existing: Option<Attrs> = conn
             .prepare_cached(
-                "SELECT region, key_id, key_region FROM instances WHERE instance_id = ?1",
+                "SELECT region, key_id, key_region, account FROM instances WHERE instance_id = ?1",
             )?
-            .query_row(params![spec.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row(params![spec.id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
-        if let Some((region, key_id, key_region)) = existing {
+        if let Some(known) = existing {
             summary.already_known += 1;
-            if region != spec.region || key_id != spec.key_id || key_region != spec.key_region {
+            let given = (
+                spec.region.clone(),
+                spec.key_id.clone(),
+                spec.key_region.clone(),
+                spec.account.clone(),
+            );
+            if known != given {
                 summary.differing.push(spec.id.to_string());
             }
             continue;
         }
         seq += 1;
         conn.prepare_cached(
-            "INSERT INTO instances (instance_id, seq, region, key_id, key_region, labels, state, imported_at_ms, updated_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7, ?7)",
+            "INSERT INTO instances (instance_id, seq, region, key_id, key_region, labels, state, imported_at_ms, updated_at_ms, account) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7, ?7, ?9)",
         )?
         .execute(params![
             spec.id,
@@ -55,7 +64,8 @@ pub(super) fn import(
             spec.key_region,
             labels_json(&spec.labels),
             at_ms,
-            State::Pending.as_str()
+            State::Pending.as_str(),
+            spec.account
         ])?;
         append_event(
             conn,
@@ -65,7 +75,10 @@ pub(super) fn import(
                 instance_id: Some(spec.id.to_string()),
                 kind: EventKind::Imported.as_str().into(),
                 to_state: Some(State::Pending.as_str().into()),
-                detail: Some(format!("input line {}", spec.line)),
+                detail: Some(match &spec.account {
+                    Some(account) => format!("input line {}, account {account}", spec.line),
+                    None => format!("input line {}", spec.line),
+                }),
                 ..EventRow::default()
             },
         )?;

@@ -23,7 +23,9 @@ use tracing::Instrument;
 
 use super::verify_schedule::VerifySchedule;
 use super::RunConfig;
-use crate::api::{classify, CallKind, Called, Client, Endpoint, Failure, Gate, Outcome, Service};
+use crate::api::{
+    classify, CallKind, Called, Client, Clients, Endpoint, Failure, Gate, Outcome, Service,
+};
 use crate::journal::{CallRecord, Change, Fact, InstanceRow, Journal, JournalError};
 use crate::model::{now_ms, Action, Disposition, InstanceId, State};
 
@@ -202,7 +204,9 @@ pub enum Next {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     Interrupted,
+    /// The API refused the credentials of `account` (`None`: the run's own).
     AccountWide {
+        account: Option<String>,
         code: String,
         message: String,
     },
@@ -259,18 +263,22 @@ pub struct StepResult {
 /// Shared by all workers.
 pub struct Ctx {
     pub journal: Journal,
-    pub client: Client,
+    /// The signed client of each account (issue 12).
+    pub clients: Clients,
     pub config: RunConfig,
     pub run_id: Option<i64>,
     /// When to read accepted Opens back, learned per CDB endpoint host.
     schedules: Mutex<HashMap<String, VerifySchedule>>,
     /// Write-path errors against `--max-errors` (issue 11), across phases.
     pub budget: Mutex<super::rollout::ErrorBudget>,
-    /// Custom KMS keys: (region, key id) → its state once read, behind a lock
+    /// Custom KMS keys: (account, region, key id) → its state once read, behind a lock
     /// that one instance at a time holds while asking, so each distinct key
     /// costs one `DescribeKey`.
-    key_states: Mutex<HashMap<(String, String), KeySlot>>,
+    key_states: Mutex<HashMap<KeyName, KeySlot>>,
 }
+
+/// A custom key: (account, region, key id).
+type KeyName = (Option<String>, String, String);
 
 /// A custom key's state once read; the lock is held while it is being read.
 type KeySlot = Arc<tokio::sync::Mutex<Option<String>>>;
@@ -333,10 +341,15 @@ fn until(at: Instant) -> Duration {
 }
 
 impl Ctx {
-    pub fn new(journal: Journal, client: Client, config: RunConfig, run_id: Option<i64>) -> Ctx {
+    pub fn new(
+        journal: Journal,
+        clients: impl Into<Clients>,
+        config: RunConfig,
+        run_id: Option<i64>,
+    ) -> Ctx {
         Ctx {
             journal,
-            client,
+            clients: clients.into(),
             config,
             run_id,
             schedules: Mutex::new(HashMap::new()),
@@ -358,12 +371,17 @@ impl Ctx {
         }
     }
 
-    /// The slot of one custom key (see `key_states`).
-    fn key_slot(&self, region: &str, key_id: &str) -> KeySlot {
+    /// The slot of one custom key (see `key_states`). A key id is the
+    /// account's own: the same id in two accounts is two keys.
+    fn key_slot(&self, account: Option<&str>, region: &str, key_id: &str) -> KeySlot {
         self.key_states
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((region.to_string(), key_id.to_string()))
+            .entry((
+                account.map(str::to_string),
+                region.to_string(),
+                key_id.to_string(),
+            ))
             .or_default()
             .clone()
     }
@@ -406,10 +424,19 @@ impl Ctx {
         Ok(())
     }
 
-    /// One API call through its bucket's wire gate, and its journal record (send
-    /// time, latency, RequestId, error).
+    /// The client that works on `a`: its account's (issue 12), or the run's own.
+    pub fn client_for(&self, a: &Active) -> Option<&Client> {
+        self.clients.get(a.row.account.as_deref())
+    }
+
+    /// One API call for `a`, signed with its account's credentials, through
+    /// its bucket's wire gate, and its journal record (send time, latency,
+    /// RequestId, error). An account without credentials sends nothing
+    /// (`runner::run` refuses to start on one, so this is a guard).
+    #[allow(clippy::too_many_arguments)]
     async fn call<Q: serde::Serialize, R: serde::de::DeserializeOwned>(
         &self,
+        a: &Active,
         endpoint: &Endpoint,
         service: Service,
         action: Action,
@@ -418,10 +445,27 @@ impl Ctx {
         gate: &dyn Gate,
     ) -> Reply<R> {
         tracing::debug!("sending {action}");
-        let called = self
-            .client
-            .call_gated::<Q, R>(endpoint, service, action.as_str(), Some(region), req, gate)
-            .await;
+        let called = match self.client_for(a) {
+            Some(client) => {
+                client
+                    .call_gated::<Q, R>(endpoint, service, action.as_str(), Some(region), req, gate)
+                    .await
+            }
+            None => {
+                let now = Instant::now();
+                Called {
+                    sent_at_ms: now_ms(),
+                    sent_at: now,
+                    written_at: now,
+                    latency: Duration::ZERO,
+                    server_date: None,
+                    result: Err(Failure::NotSent(format!(
+                        "no credentials for account {}",
+                        a.row.account.as_deref().unwrap_or("(the run's own)")
+                    ))),
+                }
+            }
+        };
         let request_id = called
             .result
             .as_ref()

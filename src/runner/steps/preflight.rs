@@ -17,6 +17,7 @@ pub(super) async fn features(ctx: &Ctx, a: &mut Active, gate: &dyn Gate) -> Step
     };
     let reply = ctx
         .call::<_, DescribeDBFeaturesResponse>(
+            a,
             &a.cdb,
             Service::Cdb,
             Action::DescribeDBFeatures,
@@ -86,7 +87,7 @@ pub(super) async fn kms_key(ctx: &Ctx, a: &mut Active, gate: &dyn Gate) -> StepO
     // Each distinct key is asked about once: one instance at a time per key
     // asks (the others wait for its answer), and a state read decides for
     // every other instance with that key, with no request.
-    let slot = ctx.key_slot(&key_region, &key_id);
+    let slot = ctx.key_slot(a.row.account.as_deref(), &key_region, &key_id);
     let mut known = slot.lock().await;
     if let Some(state) = known.clone() {
         let next = key_decides(ctx, a, &key_id, &key_region, &state, None).await?;
@@ -94,6 +95,7 @@ pub(super) async fn kms_key(ctx: &Ctx, a: &mut Active, gate: &dyn Gate) -> StepO
     }
     let reply = ctx
         .call::<_, DescribeKeyResponse>(
+            a,
             &ep,
             Service::Kms,
             Action::DescribeKey,

@@ -22,6 +22,7 @@ pub(super) async fn read(
     };
     let reply = ctx
         .call::<_, serde_json::Value>(
+            a,
             &a.cdb,
             Service::Cdb,
             Action::DescribeDBInstanceInfo,
@@ -131,7 +132,11 @@ pub(super) async fn read_failed(
     let next = match classify(CallKind::Read, &f) {
         Outcome::RunStop => {
             ctx.apply(a, Fact::Called, Some(rec)).await?;
-            Next::Stop(super::StopReason::AccountWide { code, message })
+            Next::Stop(super::StopReason::AccountWide {
+                account: a.row.account.clone(),
+                code,
+                message,
+            })
         }
         Outcome::InstanceFailed => {
             let message = format!("{} answered {code}: {message}", rec.action);

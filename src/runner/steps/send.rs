@@ -45,6 +45,7 @@ pub(super) async fn write_ahead(ctx: &Ctx, a: &mut Active) -> StepOutcome {
 pub(super) async fn send(ctx: &Ctx, a: &mut Active, gate: &dyn Gate) -> StepOutcome {
     let reply = ctx
         .call::<_, OpenDBInstanceEncryptionResponse>(
+            a,
             &a.cdb,
             Service::Cdb,
             Action::OpenDBInstanceEncryption,
@@ -73,6 +74,7 @@ async fn answered_error(
     rec: CallRecord,
 ) -> NextOrFailed {
     let account_wide = || StopReason::AccountWide {
+        account: a.row.account.clone(),
         code: failure.code(),
         message: failure.message(),
     };
