@@ -80,3 +80,53 @@ fn every_subcommand_help_has_an_example() {
     let (_, text) = out(&["run", "--help"]);
     assert!(text.contains("Rollout:"), "{text}");
 }
+
+/// Each subcommand's help lists the flags that mean something to it
+/// (issue 12): `emulator --help` has no `--journal`, `--endpoint`,
+/// `--resolve` or `--profile`; `status` has `--journal` only. Before the
+/// subcommand, or after it, they are still accepted everywhere (SPEC §3).
+#[test]
+fn subcommand_help_shows_only_the_flags_that_apply() {
+    let options = |sub: &str| {
+        let (code, text) = out(&[sub, "--help"]);
+        assert_eq!(code, 0, "{sub}: {text}");
+        text
+    };
+    let cloud = ["--profile", "--endpoint", "--resolve"];
+    for sub in ["emulator", "demo", "completions", "man"] {
+        let text = options(sub);
+        for flag in cloud.iter().chain(&["--journal"]) {
+            assert!(!text.contains(flag), "{sub} --help lists {flag}:\n{text}");
+        }
+        assert!(text.contains("--log-format"), "{sub}:\n{text}");
+    }
+    for sub in ["status", "report", "retry-failed"] {
+        let text = options(sub);
+        assert!(text.contains("--journal"), "{sub}:\n{text}");
+        for flag in cloud {
+            assert!(!text.contains(flag), "{sub} --help lists {flag}:\n{text}");
+        }
+    }
+    for sub in ["discover", "call"] {
+        let text = options(sub);
+        assert!(!text.contains("--journal"), "{sub}:\n{text}");
+        assert!(cloud.iter().all(|f| text.contains(f)), "{sub}:\n{text}");
+    }
+    for sub in ["run", "resume", "plan", "doctor"] {
+        let text = options(sub);
+        for flag in cloud.iter().chain(&["--journal"]) {
+            assert!(text.contains(flag), "{sub} --help lacks {flag}:\n{text}");
+        }
+    }
+    // Accepted after a subcommand they do not apply to, as before it.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text) = out(&[
+        "completions",
+        "bash",
+        "--journal",
+        dir.path().join("x.db").to_str().unwrap(),
+        "--endpoint",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(code, 0, "{text}");
+}

@@ -6,12 +6,13 @@ use super::error::{CliError, CliResult};
 use super::{commands, demo, discover, doctor, emulator_cmd, job, output, status};
 
 pub fn main(cli: Cli) -> u8 {
-    let verbosity = if cli.global.quiet {
+    let global = cli.global();
+    let verbosity = if global.quiet {
         -1
     } else {
-        cli.global.verbose as i8
+        global.verbose as i8
     };
-    output::init_logging(cli.global.log_format, verbosity);
+    output::init_logging(global.log_format, verbosity);
     let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,22 +32,22 @@ pub fn main(cli: Cli) -> u8 {
 }
 
 async fn dispatch(cli: Cli) -> CliResult {
-    let global = cli.global;
+    let global = cli.global();
     match cli.command {
-        Command::Demo(a) => demo::demo(&global, a).await,
+        Command::Demo { args, .. } => demo::demo(&global, args).await,
         Command::Plan(a) => job::plan(&global, a.input, a.job).await,
         Command::Run(a) if a.dry_run => job::plan(&global, a.input, a.job).await,
         Command::Run(a) => job::run(&global, Some(a.input), a.job).await,
         Command::Resume(j) => job::run(&global, None, j).await,
         Command::Doctor(a) => doctor::doctor(&global, a).await,
-        Command::Status { json } => status::status(&global, json),
-        Command::Report { format, output } => commands::report(&global, format, output),
+        Command::Status { json, .. } => status::status(&global, json),
+        Command::Report { format, output, .. } => commands::report(&global, format, output),
         // It waits on the journal writer with blocking calls: not on a runtime thread.
-        Command::RetryFailed { code } => {
+        Command::RetryFailed { code, .. } => {
             tokio::task::block_in_place(|| commands::retry_failed(&global, code))
         }
         Command::Discover(a) => discover::discover(&global, a).await,
-        Command::Emulator(a) => emulator_cmd::run(a).await,
+        Command::Emulator { args, .. } => emulator_cmd::run(args).await,
         Command::Call {
             service,
             action,
@@ -54,6 +55,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             region,
             api_version,
             timeout,
+            ..
         } => {
             commands::call(
                 &global,
@@ -67,9 +69,9 @@ async fn dispatch(cli: Cli) -> CliResult {
             .await
         }
         Command::Journal {
-            command: JournalCommand::Verify,
+            command: JournalCommand::Verify { .. },
         } => commands::journal_verify(&global),
-        Command::Completions { shell } => {
+        Command::Completions { shell, .. } => {
             use clap::CommandFactory;
             clap_complete::generate(
                 shell,
@@ -79,7 +81,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             );
             Ok(super::error::Done::Ok)
         }
-        Command::Man => {
+        Command::Man { .. } => {
             use clap::CommandFactory;
             clap_mangen::Man::new(super::args::Cli::command())
                 .render(&mut std::io::stdout())

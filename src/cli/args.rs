@@ -17,39 +17,173 @@ use crate::api::EndpointPolicy;
     about = "Turn on storage encryption (TDE) for a fleet of TencentDB for MySQL instances, safely, at the API rate limit, with an audit trail."
 )]
 pub struct Cli {
+    /// Before the subcommand.
     #[command(flatten)]
-    pub global: Global,
+    pub top: TopFlags,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The flags that may come before the subcommand (SPEC §3). `--journal`,
+/// `--profile`, `--endpoint` and `--resolve` may also come after it, on the
+/// subcommands they mean something to (so `emulator --help` does not list
+/// them); the logging flags go anywhere.
 #[derive(Debug, Clone, Args)]
-pub struct Global {
-    /// tccli profile: reads ~/.tccli/NAME.credential (also TCCLI_PROFILE).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub profile: Option<String>,
-    /// The SQLite journal.
+pub struct TopFlags {
+    #[command(flatten)]
+    pub journal: JournalFlag,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
+    /// Log lines as text or as JSON objects (for jq and log shippers).
     #[arg(
         long,
         global = true,
-        default_value = "fleetcrypt.db",
-        value_name = "PATH"
+        value_enum,
+        default_value = "text",
+        display_order = 900
     )]
-    pub journal: PathBuf,
-    /// Base URL for every API call (default https://cdb.intl.tencentcloudapi.com; `{region}` is replaced per instance).
-    #[arg(long, global = true, value_name = "URL")]
-    pub endpoint: Option<String>,
-    /// Pin a host name to an address, as curl does: NAME:PORT:ADDR (repeatable).
-    #[arg(long, global = true, value_name = "NAME:PORT:ADDR")]
-    pub resolve: Vec<String>,
-    #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// More log output (-v, -vv).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, display_order = 901)]
     pub verbose: u8,
     /// Less output: warnings and the summary only.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, display_order = 902)]
     pub quiet: bool,
+}
+
+/// `--journal`, on the subcommands that read or write one.
+#[derive(Debug, Clone, Default, Args)]
+pub struct JournalFlag {
+    /// The SQLite journal [default: fleetcrypt.db].
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+}
+
+/// `--journal` on a subcommand that uses none: accepted after it as before
+/// the subcommand (SPEC §3: scripts may pass it to every subcommand), and
+/// ignored; not in its help.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NoJournal {
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub journal: Option<PathBuf>,
+}
+
+/// The same for the credential and endpoint flags on a subcommand that calls
+/// no API.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NoCloud {
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub profile: Option<String>,
+    #[arg(long, value_name = "URL", hide = true)]
+    pub endpoint: Option<String>,
+    #[arg(long, value_name = "NAME:PORT:ADDR", hide = true)]
+    pub resolve: Vec<String>,
+}
+
+/// Both, on a subcommand that uses neither.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Elsewhere {
+    #[command(flatten)]
+    pub journal: NoJournal,
+    #[command(flatten)]
+    pub cloud: NoCloud,
+}
+
+impl From<&NoJournal> for JournalFlag {
+    fn from(n: &NoJournal) -> JournalFlag {
+        JournalFlag {
+            journal: n.journal.clone(),
+        }
+    }
+}
+
+impl From<&NoCloud> for CloudFlags {
+    fn from(n: &NoCloud) -> CloudFlags {
+        CloudFlags {
+            profile: n.profile.clone(),
+            endpoint: n.endpoint.clone(),
+            resolve: n.resolve.clone(),
+        }
+    }
+}
+
+/// Credentials and where the API is, on the subcommands that call it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CloudFlags {
+    /// tccli profile: reads ~/.tccli/NAME.credential (also TCCLI_PROFILE).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Base URL for every API call (default https://cdb.intl.tencentcloudapi.com; `{region}` is replaced per instance).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Pin a host name to an address, as curl does: NAME:PORT:ADDR (repeatable).
+    #[arg(long, value_name = "NAME:PORT:ADDR")]
+    pub resolve: Vec<String>,
+}
+
+/// What every command sees of the flags above: the subcommand's own value
+/// where it gave one, else the one before the subcommand, else the default.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub profile: Option<String>,
+    pub journal: PathBuf,
+    pub endpoint: Option<String>,
+    pub resolve: Vec<String>,
+    pub log_format: LogFormat,
+    pub verbose: u8,
+    pub quiet: bool,
+}
+
+/// The journal when none is given.
+pub const DEFAULT_JOURNAL: &str = "fleetcrypt.db";
+
+impl Cli {
+    /// The flags as the command sees them (see [`Global`]).
+    pub fn global(&self) -> Global {
+        let (journal, cloud): (JournalFlag, CloudFlags) = match &self.command {
+            Command::Plan(PlanArgs { job, .. })
+            | Command::Run(RunArgs { job, .. })
+            | Command::Resume(job) => (job.journal.clone(), job.cloud.clone()),
+            Command::Doctor(d) => (d.journal.clone(), d.cloud.clone()),
+            Command::Status { journal, cloud, .. }
+            | Command::Report { journal, cloud, .. }
+            | Command::RetryFailed { journal, cloud, .. }
+            | Command::Journal {
+                command: JournalCommand::Verify { journal, cloud },
+            } => (journal.clone(), cloud.into()),
+            Command::Discover(DiscoverArgs { journal, cloud, .. })
+            | Command::Call { journal, cloud, .. } => (journal.into(), cloud.clone()),
+            Command::Demo { elsewhere, .. }
+            | Command::Emulator { elsewhere, .. }
+            | Command::Completions { elsewhere, .. }
+            | Command::Man { elsewhere } => {
+                ((&elsewhere.journal).into(), (&elsewhere.cloud).into())
+            }
+        };
+        let top = &self.top;
+        Global {
+            profile: cloud.profile.clone().or_else(|| top.cloud.profile.clone()),
+            journal: journal
+                .journal
+                .clone()
+                .or_else(|| top.journal.journal.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL)),
+            endpoint: cloud
+                .endpoint
+                .clone()
+                .or_else(|| top.cloud.endpoint.clone()),
+            resolve: top
+                .cloud
+                .resolve
+                .iter()
+                .chain(&cloud.resolve)
+                .cloned()
+                .collect(),
+            log_format: top.log_format,
+            verbose: top.verbose,
+            quiet: top.quiet,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,7 +192,12 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  fleetcrypt demo\n  fleetcrypt demo --rate 10 --report /tmp/demo.html --keep-journal /tmp/demo.db"
     )]
-    Demo(DemoArgs),
+    Demo {
+        #[command(flatten)]
+        args: DemoArgs,
+        #[command(flatten)]
+        elsewhere: Elsewhere,
+    },
     /// Validate the input and run the preflight reads only; sends no write.
     #[command(
         after_help = "Examples:\n  fleetcrypt plan --instances fleet.csv\n  fleetcrypt plan --instances fleet.csv --only Env=staging"
@@ -87,6 +226,10 @@ pub enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        journal: JournalFlag,
+        #[command(flatten)]
+        cloud: NoCloud,
     },
     /// Audit report from the journal.
     #[command(
@@ -98,6 +241,10 @@ pub enum Command {
         /// Write to FILE instead of standard output.
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        journal: JournalFlag,
+        #[command(flatten)]
+        cloud: NoCloud,
     },
     /// Put failed instances back to pending (logged as events).
     #[command(
@@ -107,6 +254,10 @@ pub enum Command {
         /// Only instances whose last error code is CODE (or starts with CODE.).
         #[arg(long)]
         code: Option<String>,
+        #[command(flatten)]
+        journal: JournalFlag,
+        #[command(flatten)]
+        cloud: NoCloud,
     },
     /// List master instances with DescribeDBInstances into an input CSV.
     #[command(
@@ -117,7 +268,12 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  fleetcrypt emulator --listen 127.0.0.1:8080 --generate 500\n  fleetcrypt emulator --listen 127.0.0.1:8080 --fleet fleet.csv --propagation 5s..20s"
     )]
-    Emulator(super::emulator_cmd::EmulatorArgs),
+    Emulator {
+        #[command(flatten)]
+        args: super::emulator_cmd::EmulatorArgs,
+        #[command(flatten)]
+        elsewhere: Elsewhere,
+    },
     /// One signed API call; the response JSON goes to standard output.
     #[command(
         after_help = "Examples:\n  fleetcrypt call cdb DescribeDBInstanceInfo '{\"InstanceId\":\"cdb-abcd1234\"}' --region ap-guangzhou"
@@ -139,6 +295,10 @@ pub enum Command {
         /// Request timeout.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         timeout: Duration,
+        #[command(flatten)]
+        cloud: CloudFlags,
+        #[command(flatten)]
+        journal: NoJournal,
     },
     /// The journal's tamper-evident event chain.
     #[command(after_help = "Examples:\n  fleetcrypt journal verify")]
@@ -153,16 +313,26 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+        #[command(flatten)]
+        elsewhere: Elsewhere,
     },
     /// The manual page (roff), on standard output.
     #[command(after_help = "Examples:\n  fleetcrypt man > fleetcrypt.1 && man ./fleetcrypt.1")]
-    Man,
+    Man {
+        #[command(flatten)]
+        elsewhere: Elsewhere,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
     /// Check the event chain: exit 0 intact, 1 broken (names the first bad event).
-    Verify,
+    Verify {
+        #[command(flatten)]
+        journal: JournalFlag,
+        #[command(flatten)]
+        cloud: NoCloud,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -219,6 +389,10 @@ pub struct JobArgs {
     pub rate_margin: Duration,
     #[command(flatten)]
     pub rollout: super::rollout_args::RolloutArgs,
+    #[command(flatten)]
+    pub journal: JournalFlag,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -297,6 +471,10 @@ pub struct DiscoverArgs {
     /// Write the CSV to FILE instead of standard output.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
+    #[command(flatten)]
+    pub journal: NoJournal,
 }
 
 /// `15s`, `500ms`, `2m`, or a bare number of seconds.
@@ -345,17 +523,147 @@ impl Global {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::Path;
 
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
 
+    fn global_of(args: &[&str]) -> Global {
+        Cli::try_parse_from(args).unwrap().global()
+    }
+
     #[test]
     fn global_flags_go_before_or_after_the_subcommand() {
-        let a = Cli::try_parse_from(["fleetcrypt", "--journal", "a.db", "status"]).unwrap();
-        let b = Cli::try_parse_from(["fleetcrypt", "status", "--journal", "a.db"]).unwrap();
-        assert_eq!(a.global.journal, b.global.journal);
+        let a = global_of(&["fleetcrypt", "--journal", "a.db", "status"]);
+        let b = global_of(&["fleetcrypt", "status", "--journal", "a.db"]);
+        assert_eq!(
+            (a.journal.as_path(), b.journal.as_path()),
+            (Path::new("a.db"), Path::new("a.db"))
+        );
+        assert_eq!(
+            global_of(&["fleetcrypt", "status"]).journal,
+            Path::new(DEFAULT_JOURNAL)
+        );
+        for sub in [
+            &["resume"][..],
+            &["run", "--instances", "f.csv"],
+            &["plan", "--instances", "f.csv"],
+            &["doctor"],
+            &["report", "--format", "json"],
+            &["retry-failed"],
+            &["journal", "verify"],
+        ] {
+            let mut after = vec!["fleetcrypt"];
+            after.extend_from_slice(sub);
+            after.extend(["--journal", "b.db"]);
+            assert_eq!(global_of(&after).journal, Path::new("b.db"), "{sub:?}");
+            let mut before = vec!["fleetcrypt", "--journal", "c.db", "-q"];
+            before.extend_from_slice(sub);
+            let g = global_of(&before);
+            assert_eq!(g.journal, Path::new("c.db"), "{sub:?}");
+            assert!(g.quiet);
+        }
+        for sub in [
+            &["resume"][..],
+            &["run", "--instances", "f.csv"],
+            &["doctor"],
+            &["discover", "--region", "ap-guangzhou"],
+            &["call", "cdb", "DescribeDBInstances"],
+        ] {
+            let mut after = vec!["fleetcrypt", "--resolve", "a:1:127.0.0.1"];
+            after.extend_from_slice(sub);
+            after.extend([
+                "--profile",
+                "p",
+                "--endpoint",
+                "http://x",
+                "--resolve",
+                "b:2:127.0.0.1",
+                "-v",
+            ]);
+            let g = global_of(&after);
+            assert_eq!(g.profile.as_deref(), Some("p"), "{sub:?}");
+            assert_eq!(g.endpoint.as_deref(), Some("http://x"), "{sub:?}");
+            assert_eq!(g.resolve, ["a:1:127.0.0.1", "b:2:127.0.0.1"], "{sub:?}");
+            assert_eq!(g.verbose, 1);
+        }
+        // The subcommand's own value wins over the one before it.
+        let g = global_of(&[
+            "fleetcrypt",
+            "--endpoint",
+            "http://a",
+            "resume",
+            "--endpoint",
+            "http://b",
+        ]);
+        assert_eq!(g.endpoint.as_deref(), Some("http://b"));
+    }
+
+    #[test]
+    fn flags_are_accepted_everywhere_but_shown_only_where_they_apply() {
+        // SPEC §3: before or after any subcommand (a script may pass them to all).
+        for args in [
+            &[
+                "fleetcrypt",
+                "emulator",
+                "--journal",
+                "j.db",
+                "--endpoint",
+                "http://x",
+            ][..],
+            &[
+                "fleetcrypt",
+                "status",
+                "--endpoint",
+                "http://x",
+                "--profile",
+                "p",
+            ],
+            &[
+                "fleetcrypt",
+                "discover",
+                "--region",
+                "ap-guangzhou",
+                "--journal",
+                "j.db",
+            ],
+            &[
+                "fleetcrypt",
+                "demo",
+                "--journal",
+                "j.db",
+                "--resolve",
+                "a:1:127.0.0.1",
+            ],
+            &["fleetcrypt", "man", "--journal", "j.db"],
+        ] {
+            let g = global_of(args);
+            assert!(
+                g.journal == Path::new("j.db") || g.endpoint.is_some(),
+                "{args:?}"
+            );
+        }
+        let help = |sub: &str| {
+            let mut c = Cli::command();
+            c.build();
+            c.find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string()
+        };
+        for flag in ["--journal", "--endpoint", "--resolve", "--profile"] {
+            assert!(!help("emulator").contains(flag), "emulator: {flag}");
+            assert!(!help("demo").contains(flag), "demo: {flag}");
+            assert!(help("run").contains(flag), "run: {flag}");
+            assert!(help("doctor").contains(flag), "doctor: {flag}");
+        }
+        assert!(help("status").contains("--journal") && !help("status").contains("--endpoint"));
+        assert!(help("discover").contains("--endpoint") && !help("discover").contains("--journal"));
+        for flag in ["--log-format", "--verbose", "--quiet"] {
+            assert!(help("emulator").contains(flag), "emulator: {flag}");
+        }
     }
 
     #[test]

@@ -182,6 +182,9 @@ fn demo_job(rate: u32, settle: Duration) -> JobArgs {
             ramp_start: RAMP_START,
             ..RolloutArgs::default()
         },
+        // The demo's journal and emulator are its own.
+        journal: Default::default(),
+        cloud: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::super::args::{parse_duration, Global, InputArgs, RowArgs};
+use super::super::args::{parse_duration, CloudFlags, Global, InputArgs, JournalFlag, RowArgs};
 use super::super::error::{CliError, CliResult};
 use super::super::setup::{client, load_input};
 use super::checklist::{Checklist, Level};
@@ -38,6 +38,10 @@ pub struct DoctorArgs {
     /// As `run --regional-endpoints`: one endpoint (and quota) per region.
     #[arg(long)]
     pub regional_endpoints: bool,
+    #[command(flatten)]
+    pub journal: JournalFlag,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
 }
 
 /// Work per account (`None`: the run's own credentials): (region, key
