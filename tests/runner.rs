@@ -326,9 +326,25 @@ async fn check_kms_fails_disabled_keys_before_any_write() {
     let (emu, _dir, path, journal) = fleet_journal(fast_config(20), world, specs).await;
     let mut config = run_config(&emu.url, 20);
     config.check_kms = true;
-    run_to_end(&journal, &config).await;
+    let counters = Arc::new(Counters::default());
+    runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        CancellationToken::new(),
+        counters.clone(),
+    )
+    .await
+    .unwrap();
     drop(journal);
     let truth = emu.truth();
+    // A key already read decides with no request, and takes no limiter slot:
+    // the requests the run counted are exactly those the server saw.
+    assert_eq!(
+        counters.requests.load(std::sync::atomic::Ordering::Relaxed),
+        truth.requests_total
+    );
     let conn = schema::open_reader(&path).unwrap();
     for id in &disabled {
         let (state, code): (String, String) = conn
@@ -2192,4 +2208,88 @@ async fn opens_ramp_up_as_answers_succeed() {
     let truth = emu.truth();
     assert!(truth.instances.values().all(|i| i.encrypted));
     assert_eq!(truth.total_blind_open_calls(), 0);
+}
+
+/// The maintenance window closes during the run (issue 11): from its end on
+/// no new attempt is written, what was in flight is finished, and the run
+/// waits, paused ("window paused" milestone), until it is stopped. The window
+/// here is built with second precision in UTC so it closes 3 s after start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_attempt_is_written_after_the_window_closes() {
+    use fleetcrypt::runner::rollout::{Window, WindowTz};
+    let world = World::generate(&Generate {
+        count: 80,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        share_custom_key: 0.0,
+        share_replicas: 0.0,
+        seed: 31,
+        ..Generate::default()
+    });
+    let specs = specs_of(&world);
+    let (emu, _dir, path, journal) = fleet_journal(fast_config(20), world, specs).await;
+    // Rate 5: 80 preflight reads take 16 s, so Opens would go on well past 3 s.
+    let mut config = run_config(&emu.url, 5);
+    let start = chrono::Utc::now();
+    let closes = start + chrono::Duration::seconds(3);
+    config.rollout.window = Some(Window {
+        start: (start - chrono::Duration::hours(1)).time(),
+        end: closes.time(),
+        tz: WindowTz::Named(chrono_tz::UTC),
+    });
+    let token = CancellationToken::new();
+    let stopper = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        stopper.cancel();
+    });
+    let stop = runner::run(
+        &journal,
+        &client(config.timeout),
+        &config,
+        None,
+        token,
+        Arc::new(Counters::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stop, Some(runner::StopReason::Interrupted));
+    drop(journal);
+    let conn = schema::open_reader(&path).unwrap();
+    let written: Vec<i64> = conn
+        .prepare("SELECT at_ms FROM events WHERE kind = 'AttemptWritten'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!written.is_empty(), "the window was open at the start");
+    let closes_ms = closes.timestamp_millis();
+    // An attempt decided just before the close may commit a moment after it
+    // (its fsync): 500 ms of slack, far below the seconds a missed close costs.
+    let late: Vec<i64> = written
+        .iter()
+        .filter(|t| **t > closes_ms + 500)
+        .map(|t| t - closes_ms)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "attempts written after the close (ms): {late:?}"
+    );
+    let pending: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM instances WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(pending > 0, "the run did stop starting Opens");
+    let paused = fleetcrypt::journal::read::rollout_events(&conn, None)
+        .unwrap()
+        .into_iter()
+        .any(|(_, e)| matches!(e, fleetcrypt::model::RolloutEvent::WindowPaused { .. }));
+    assert!(paused, "no WindowPaused milestone");
+    // Every Open the server saw was journaled before it left.
+    assert_eq!(emu.truth().total_open_calls(), written.len() as u64);
 }

@@ -288,6 +288,13 @@ impl Dispatcher {
             return;
         }
         let Some(a) = self.idle.get(&id) else { return };
+        if step == Step::KmsKey && self.ctx.key_known(a) {
+            // Its key was read already: the step sends nothing, so it takes
+            // no limiter slot (a fleet on one key is not paced at one
+            // DescribeKey quota).
+            self.spawn(id, step);
+            return;
+        }
         let bucket = self.bucket(a, step);
         if step == Step::WriteAhead {
             self.open_wait.entry(bucket).or_default().push_back(id);
@@ -403,7 +410,6 @@ impl Dispatcher {
         self.executing += 1;
         if step != Step::WriteAhead {
             self.in_flight += 1;
-            self.counters.requests.fetch_add(1, Ordering::Relaxed);
         }
         let bucket = self.bucket(&a, step);
         let cfg = &self.ctx.config;
@@ -424,6 +430,12 @@ impl Dispatcher {
         }
         if res.heard.definite() {
             self.canary_passed = true;
+        }
+        // Counted once answered, and only when a request went out (a key
+        // already read, a write-ahead and a request that could not be sent
+        // do not count).
+        if res.heard.sent_request() && !matches!(res.heard, Heard::NotSent(_)) {
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
         }
         match &res.heard {
             Heard::NotSent(message) if !self.canary_passed => {

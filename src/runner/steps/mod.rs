@@ -386,6 +386,21 @@ impl Ctx {
             .clone()
     }
 
+    /// Whether `a`'s custom key was read already: its `KmsKey` step then
+    /// decides from that and sends nothing. `false` while another instance
+    /// is still asking, or after its read failed.
+    pub fn key_known(&self, a: &Active) -> bool {
+        let (Some(key_id), Some(region)) = (&a.row.key_id, &a.row.key_region) else {
+            return false;
+        };
+        let name = (a.row.account.clone(), region.clone(), key_id.clone());
+        self.key_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&name)
+            .is_some_and(|slot| slot.try_lock().is_ok_and(|state| state.is_some()))
+    }
+
     /// `f` on the verification schedule of `a`'s endpoint.
     fn schedule<T>(&self, a: &Active, f: impl FnOnce(&mut VerifySchedule) -> T) -> T {
         let mut all = self.schedules.lock().unwrap_or_else(|e| e.into_inner());
