@@ -363,6 +363,11 @@ fn a_selection_and_waves_keep_to_their_groups() {
         .filter(|id| env_of(id) == "prod")
         .count();
     assert_eq!(j["summary"]["pending"], prod as u64);
+    // `--exclude Env=prod` leaves prod alone too: nothing more is opened.
+    let o = output(resume(&env, &["--exclude", "env=prod"]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(opened(&emu), opened_now);
+    assert_eq!(report_json(&env)["summary"]["pending"], prod as u64);
 
     // A fresh journal and server for the waves.
     let emu = EmulatorThread::start(fast_config(20), world.clone());
