@@ -188,7 +188,8 @@ fn two_accounts_run_at_once_each_within_its_own_quota() {
 }
 
 /// An account whose profile does not exist stops the run before anything is
-/// sent (exit 3), naming the account and where its credentials were looked for.
+/// sent (exit 3), naming the account and where its credentials were looked
+/// for; a run that leaves that account alone (`--only`) goes ahead.
 #[test]
 fn a_missing_profile_stops_before_anything_is_sent() {
     let world = two_account_world(10);
@@ -205,6 +206,40 @@ fn a_missing_profile_stops_before_anything_is_sent() {
         "{said}"
     );
     assert_eq!(emu.truth().requests_total, 0, "{said}");
+    // Rows that name no account need the run's own credentials; the message
+    // says so when there are none.
+    let mixed = env.dir.path().join("mixed.csv");
+    std::fs::write(
+        &mixed,
+        std::fs::read_to_string(&fleet)
+            .unwrap()
+            .replacen(",beta,", ",,", 1),
+    )
+    .unwrap();
+    let mut all = run(&env, &mixed);
+    all.env_remove("TENCENTCLOUD_SECRET_ID");
+    std::fs::write(
+        env.dir.path().join(".tccli/beta.credential"),
+        format!(r#"{{"secretId": "{SECOND_ID}", "secretKey": "{SECOND_KEY}"}}"#),
+    )
+    .unwrap();
+    let o = output(all);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("the instances that name no Account use the run's own credentials"),
+        "{said}"
+    );
+    std::fs::remove_file(env.dir.path().join(".tccli/beta.credential")).unwrap();
+    assert_eq!(emu.truth().requests_total, 0, "{said}");
+    // A run that leaves beta alone needs no beta profile.
+    let mut c = run(&env, &fleet);
+    c.args(["--only", "Account=alpha"]);
+    let o = output(c);
+    assert!(o.status.success(), "{}", text(&o));
+    let report = report_json(&env);
+    assert_eq!(report["accounts"][0]["encrypted"], 5, "{report}");
+    assert_eq!(report["accounts"][1]["pending"], 5, "{report}");
 }
 
 /// A profile with the wrong key: `doctor` fails the credentials of that
@@ -246,8 +281,10 @@ fn doctor_checks_each_accounts_credentials() {
     assert_eq!(emu.truth().total_open_calls(), 0, "{said}");
 }
 
-/// `--account-column` names the column; `--only Account=…` selects one
-/// account's instances and leaves the other's as they are.
+/// `--account-column` names the column; rows that leave it empty use the
+/// run's own credentials (here the same key as `alpha`'s); `--only
+/// Account=…` selects one account's instances and leaves the others as they
+/// are; the report counts the named account and the run's own.
 #[test]
 fn account_column_and_selection_by_account() {
     let world = two_account_world(20);
@@ -260,7 +297,8 @@ fn account_column_and_selection_by_account() {
         &renamed,
         std::fs::read_to_string(&fleet)
             .unwrap()
-            .replacen("Account", "Owner", 1),
+            .replacen("Account", "Owner", 1)
+            .replace(",alpha,", ",,"),
     )
     .unwrap();
     let mut c = run(&env, &renamed);
@@ -274,7 +312,15 @@ fn account_column_and_selection_by_account() {
     }
     let report = report_json(&env);
     let accounts = report["accounts"].as_array().unwrap();
-    assert_eq!(accounts[0]["account"], "alpha");
-    assert_eq!(accounts[0]["pending"], 10, "{report}");
-    assert_eq!(accounts[1]["encrypted"], 10, "{report}");
+    assert_eq!(accounts.len(), 2, "{report}");
+    assert_eq!(accounts[0]["account"], "beta");
+    assert_eq!(accounts[0]["encrypted"], 10, "{report}");
+    assert_eq!(accounts[1]["account"], serde_json::Value::Null);
+    assert_eq!(accounts[1]["pending"], 10, "{report}");
+    // Then the rest, with the run's own credentials.
+    let mut c = env.cmd(SECRET_KEY);
+    c.args(["resume", "--rate", "20"]).args(FAST);
+    let o = output(c);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(report_json(&env)["summary"]["encrypted"], 20);
 }

@@ -89,6 +89,10 @@ mod tests {
         // An account without credentials is never served another's.
         assert!(c.get(Some("prod-c")).is_none());
         assert!(Clients::new(None).get(None).is_none());
+        // Without credentials of its own, a run never lends an account's.
+        let mut only = Clients::new(None);
+        only.add("prod-a", client("AKIDa"));
+        assert!(only.get(None).is_none());
         let all: Vec<_> = c
             .all()
             .map(|(a, c)| (a, c.secret_id().to_string()))

@@ -70,6 +70,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         }
         Command::Journal {
             command: JournalCommand::Verify { .. },
+            ..
         } => commands::journal_verify(&global),
         Command::Completions { shell, .. } => {
             use clap::CommandFactory;

@@ -107,6 +107,17 @@ impl From<&NoCloud> for CloudFlags {
     }
 }
 
+impl CloudFlags {
+    /// These, with `other`'s where these give none.
+    fn or(self, other: CloudFlags) -> CloudFlags {
+        CloudFlags {
+            profile: self.profile.or(other.profile),
+            endpoint: self.endpoint.or(other.endpoint),
+            resolve: other.resolve.into_iter().chain(self.resolve).collect(),
+        }
+    }
+}
+
 /// Credentials and where the API is, on the subcommands that call it.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CloudFlags {
@@ -147,10 +158,17 @@ impl Cli {
             Command::Doctor(d) => (d.journal.clone(), d.cloud.clone()),
             Command::Status { journal, cloud, .. }
             | Command::Report { journal, cloud, .. }
-            | Command::RetryFailed { journal, cloud, .. }
-            | Command::Journal {
+            | Command::RetryFailed { journal, cloud, .. } => (journal.clone(), cloud.into()),
+            Command::Journal {
                 command: JournalCommand::Verify { journal, cloud },
-            } => (journal.clone(), cloud.into()),
+                journal: outer,
+                cloud: outer_cloud,
+            } => (
+                JournalFlag {
+                    journal: journal.journal.clone().or_else(|| outer.journal.clone()),
+                },
+                CloudFlags::from(cloud).or(outer_cloud.into()),
+            ),
             Command::Discover(DiscoverArgs { journal, cloud, .. })
             | Command::Call { journal, cloud, .. } => (journal.into(), cloud.clone()),
             Command::Demo { elsewhere, .. }
@@ -305,6 +323,10 @@ pub enum Command {
     Journal {
         #[command(subcommand)]
         command: JournalCommand,
+        #[command(flatten)]
+        journal: JournalFlag,
+        #[command(flatten)]
+        cloud: NoCloud,
     },
     /// Shell completions for bash, zsh or fish, on standard output.
     #[command(
@@ -589,6 +611,19 @@ mod tests {
             assert_eq!(g.resolve, ["a:1:127.0.0.1", "b:2:127.0.0.1"], "{sub:?}");
             assert_eq!(g.verbose, 1);
         }
+        // Between `journal` and `verify` too.
+        let g = global_of(&["fleetcrypt", "journal", "--journal", "d.db", "verify"]);
+        assert_eq!(g.journal, Path::new("d.db"));
+        let g = global_of(&[
+            "fleetcrypt",
+            "journal",
+            "--journal",
+            "d.db",
+            "verify",
+            "--journal",
+            "e.db",
+        ]);
+        assert_eq!(g.journal, Path::new("e.db"));
         // The subcommand's own value wins over the one before it.
         let g = global_of(&[
             "fleetcrypt",

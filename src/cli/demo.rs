@@ -211,8 +211,10 @@ pub(super) async fn demo(global: &Global, args: DemoArgs) -> CliResult {
         humantime::format_duration(server.settle),
         humantime::format_duration(server.settle - SETTLE_CUSHION),
     );
+    // Its own emulator, reached directly: --endpoint/--resolve are ignored.
     let demo_global = Global {
         endpoint: Some(server.emulator.url()),
+        resolve: Vec::new(),
         ..global.clone()
     };
     let mut config = run_config(&demo_global, &demo_job(args.rate, server.settle))

@@ -163,9 +163,9 @@ pub(super) async fn run(global: &Global, input: Option<InputArgs>, job: JobArgs)
     if let Some(specs) = prepared.specs.take() {
         import(&journal, specs).await?;
     }
-    let clients = prepared.clients_for(global, &journal).await?;
+    let (clients, accounts) = prepared.clients_for(global, &journal).await?;
     if !job.no_doctor {
-        doctor::before_run(&clients, &prepared.config, &journal).await?;
+        doctor::before_run(&clients, &accounts, &prepared.config, &journal).await?;
     }
     let counts = journal.query(read::counts).await.unwrap_or_default();
     let open: u64 = counts
@@ -212,9 +212,9 @@ pub(super) async fn plan(global: &Global, input: InputArgs, job: JobArgs) -> Cli
     if let Some(specs) = prepared.specs.take() {
         import(&journal, specs).await?;
     }
-    let clients = prepared.clients_for(global, &journal).await?;
+    let (clients, accounts) = prepared.clients_for(global, &journal).await?;
     if !job.no_doctor {
-        doctor::before_run(&clients, &prepared.config, &journal).await?;
+        doctor::before_run(&clients, &accounts, &prepared.config, &journal).await?;
     }
     Job {
         journal: &journal,

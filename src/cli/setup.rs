@@ -145,9 +145,15 @@ pub(super) fn prepare(
         Err(e @ CliError::Account(_)) => prepared.own_missing = Some(e),
         Err(e) => return Err(e),
     }
-    if let Some(specs) = &specs {
+    // Without a selection every account of the input is worked on: a missing
+    // profile stops here, before the journal is touched. With one, only the
+    // accounts the selection touches count (`clients_for`, after the import).
+    if let Some(specs) = specs
+        .as_ref()
+        .filter(|_| prepared.config.rollout.touches_everything())
+    {
         if specs.has_unnamed() {
-            prepared.need_own()?;
+            prepared.need_own_for_unnamed(specs.accounts().next().is_some())?;
         }
         for account in specs.accounts() {
             prepared.add_account(global, account)?;
@@ -176,6 +182,17 @@ impl Prepared {
     }
 
     /// Fails (exit 3) when the run's own credentials are missing.
+    /// [`Prepared::need_own`] for rows that name no account; when other rows
+    /// do, the message says which rows need the run's own credentials.
+    fn need_own_for_unnamed(&mut self, others_named: bool) -> Result<(), CliError> {
+        match self.need_own() {
+            Err(CliError::Account(e)) if others_named => Err(CliError::Account(format!(
+                "the instances that name no Account use the run's own credentials: {e}"
+            ))),
+            other => other,
+        }
+    }
+
     fn need_own(&mut self) -> Result<(), CliError> {
         match self.own_missing.take() {
             Some(e) => Err(e),
@@ -200,16 +217,18 @@ impl Prepared {
         Ok(())
     }
 
-    /// The clients for every unfinished instance of `journal` (the input's and
-    /// any an earlier run left): fails, before anything is sent, when one of
-    /// their accounts has no credentials.
+    /// The clients for every unfinished instance of `journal` the run touches
+    /// (the input's and any an earlier run left; `--only`/`--exclude`/`--waves`
+    /// leave the rest alone): fails, before anything is sent, when one of
+    /// their accounts has no credentials. Also returns those accounts.
     pub(super) async fn clients_for(
         &mut self,
         global: &Global,
         journal: &Journal,
-    ) -> Result<Clients, CliError> {
+    ) -> Result<(Clients, Vec<Option<String>>), CliError> {
+        let touched = self.config.rollout.for_run(self.config.plan_only);
         let accounts = journal
-            .query(read::open_accounts)
+            .query(move |c| read::open_accounts_where(c, |row| touched.touches(row)))
             .await
             .map_err(|e| CliError::journal(&e, "; nothing was sent"))?;
         if accounts.is_empty() && self.clients.all().next().is_none() {
@@ -217,13 +236,13 @@ impl Prepared {
             // credentials are an account-wide stop (exit 3).
             self.need_own()?;
         }
-        for account in accounts {
+        for account in &accounts {
             match account {
-                Some(name) => self.add_account(global, &name)?,
-                None => self.need_own()?,
+                Some(name) => self.add_account(global, name)?,
+                None => self.need_own_for_unnamed(accounts.iter().any(Option::is_some))?,
             }
         }
-        Ok(self.clients.clone())
+        Ok((self.clients.clone(), accounts))
     }
 }
 

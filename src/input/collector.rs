@@ -280,6 +280,15 @@ impl<'a> Collector<'a> {
             },
             None => find("account"),
         };
+        if let (Some(name), Some(col)) = (&self.defaults.account_column, account_col) {
+            if [Some(id_col), region_col, key_col, key_region_col].contains(&Some(col)) {
+                self.problem(
+                    1,
+                    format!("--account-column {name:?} names a column fleetcrypt reads for something else; name the column that holds the tccli profile"),
+                );
+                return;
+            }
+        }
         let known = [
             Some(id_col),
             region_col,
@@ -340,6 +349,15 @@ impl<'a> Collector<'a> {
     }
 
     fn read_list(&mut self, reader: BufReader<impl Read>) {
+        if let Some(name) = &self.defaults.account_column {
+            // Asked for an account per row, it would get the run's own
+            // credentials for every row instead: say so, send nothing.
+            self.problem(
+                1,
+                format!("--account-column {name:?} needs a CSV input with a header row; this file is an instance list (one id per line)"),
+            );
+            return;
+        }
         let mut first_line_seen: Option<u64> = None;
         for (i, line) in reader.lines().enumerate() {
             let n = i as u64 + 1;

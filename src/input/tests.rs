@@ -125,6 +125,26 @@ fn account_column_names_another_column_which_must_be_there() {
         ),
         "{err}"
     );
+    // An instance list has no columns: every row would silently use the
+    // run's own credentials.
+    let err = parse("list.txt", "cdb-abcd1234 ap-guangzhou\n".as_bytes(), &d)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("list.txt:1: --account-column \"Owner\" needs a CSV input"),
+        "{err}"
+    );
+    let region = Defaults {
+        account_column: Some("region".into()),
+        ..Defaults::default()
+    };
+    let err = parse("fleet.csv", s.as_bytes(), &region)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("names a column fleetcrypt reads for something else"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -69,6 +69,35 @@ pub fn open_accounts(conn: &Connection) -> rusqlite::Result<Vec<Option<String>>>
     rows.collect()
 }
 
+/// [`open_accounts`] of the unfinished instances `touches` selects (a run's
+/// `--only`/`--exclude`/`--waves`): an account the run leaves alone needs no
+/// credentials. A journal that names no account needs the run's own
+/// credentials whenever anything is unfinished, whatever the selection.
+pub fn open_accounts_where(
+    conn: &Connection,
+    touches: impl Fn(&InstanceRow) -> bool,
+) -> rusqlite::Result<Vec<Option<String>>> {
+    if !has_accounts(conn)? {
+        return open_accounts(conn);
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE state NOT IN (?1, ?2, ?3)"
+    ))?;
+    let mut rows = stmt.query(params![
+        State::Encrypted.as_str(),
+        State::AlreadyEncrypted.as_str(),
+        State::Failed.as_str()
+    ])?;
+    let mut out = std::collections::BTreeSet::new();
+    while let Some(r) = rows.next()? {
+        let row = instance_from_row(r)?;
+        if touches(&row) {
+            out.insert(row.account);
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 /// Whether any instance names an account (a journal older than version 8 names none).
 pub fn has_accounts(conn: &Connection) -> rusqlite::Result<bool> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -120,20 +149,33 @@ pub fn sends_since(
 
 /// Per action, the largest number of requests the journal shows in any sliding
 /// 1-second window for one endpoint and account (the unit a limit applies
-/// to: the quota is per credential).
+/// to: the quota is per credential). Accounts are told apart by profile name:
+/// the journal keeps no SecretId, so two profiles with one key (or a profile
+/// with the run's own key) are measured apart; the limiters key by SecretId.
 pub fn max_requests_in_1s_window(conn: &Connection) -> rusqlite::Result<BTreeMap<String, u64>> {
     // In send order, which the covering index `events_sends` (migration 0005)
     // gives without a sort or a table lookup (ordering by action and endpoint
     // first sorted 300,000 rows at 100k instances); one window per (action,
     // endpoint, account). A journal that names accounts looks each send's
     // instance up; one that names none skips the lookup.
-    let mut accounts: HashMap<String, String> = HashMap::new();
+    // Instance id -> index of its account's name (one String per account,
+    // not per event).
+    let mut accounts: HashMap<String, usize> = HashMap::new();
+    let mut names: Vec<String> = Vec::new();
     if has_accounts(conn)? {
         let mut stmt =
             conn.prepare("SELECT instance_id, account FROM instances WHERE account IS NOT NULL")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            accounts.insert(r.get(0)?, r.get(1)?);
+            let name = r.get_ref(1)?.as_str()?;
+            let index = match names.iter().position(|n| n == name) {
+                Some(i) => i,
+                None => {
+                    names.push(name.to_string());
+                    names.len() - 1
+                }
+            };
+            accounts.insert(r.get(0)?, index);
         }
     }
     let sql = if accounts.is_empty() {
@@ -143,14 +185,14 @@ pub fn max_requests_in_1s_window(conn: &Connection) -> rusqlite::Result<BTreeMap
     };
     let mut stmt = conn.prepare(sql)?;
     let mut rows = stmt.query([])?;
-    type Unit = (String, String, Option<String>);
+    type Unit = (String, String, Option<usize>);
     let mut windows: HashMap<Unit, SlidingWindow> = HashMap::new();
     while let Some(r) = rows.next()? {
         let action: String = r.get(0)?;
         let endpoint: Option<String> = r.get(1)?;
         let t: i64 = r.get(2)?;
         let account = match r.get_ref(3)?.as_str_or_null()? {
-            Some(id) => accounts.get(id).cloned(),
+            Some(id) => accounts.get(id).copied(),
             None => None,
         };
         windows

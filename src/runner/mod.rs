@@ -176,9 +176,17 @@ pub async fn run(
 ) -> Result<Option<StopReason>, RunError> {
     config.endpoints.validate()?;
     let clients: Clients = clients.into();
-    // Every account with unfinished work needs its credentials before anything
-    // is sent: a run never works on one account with another's key.
-    for account in journal.query(read::open_accounts).await? {
+    // `plan` says what a run would do to the selection; canary, waves and the
+    // window shape only when Opens go, and plan sends none.
+    let rollout = config.rollout.for_run(config.plan_only);
+    // Every account with unfinished work in the run needs its credentials
+    // before anything is sent: a run never works on one account with
+    // another's key.
+    let touched = rollout.clone();
+    let accounts = journal
+        .query(move |c| read::open_accounts_where(c, |row| touched.touches(row)))
+        .await?;
+    for account in accounts {
         if clients.get(account.as_deref()).is_none() {
             return Err(RunError::NoCredentials(account));
         }
@@ -203,16 +211,6 @@ pub async fn run(
     ));
     // On resume, verification starts from the delays the journal has seen.
     ctx.seed_schedules(&journal.query(read::verification).await?.delay_to_yes);
-    // `plan` says what a run would do to the selection; canary, waves and the
-    // window shape only when Opens go, and plan sends none.
-    let rollout = if config.plan_only {
-        rollout::Rollout {
-            selection: config.rollout.selection.clone(),
-            ..rollout::Rollout::default()
-        }
-    } else {
-        config.rollout.clone()
-    };
     let plan = phases::plan(journal, &rollout).await?;
     if plan.touched == 0 && !rollout.touches_everything() {
         tracing::warn!("the selection (--only/--exclude/--waves) matches no unfinished instance: nothing to do (values are case-sensitive)");

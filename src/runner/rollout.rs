@@ -56,7 +56,12 @@ impl Match {
             return row.region == self.value;
         }
         if self.key.eq_ignore_ascii_case("account") {
-            return row.account.as_deref() == Some(self.value.as_str());
+            // A row imported before accounts (journal version < 8) may keep
+            // its `Account` column as a label: the selection still means it.
+            return match &row.account {
+                Some(a) => *a == self.value,
+                None => label(row, &self.key).is_some_and(|v| v == self.value),
+            };
         }
         label(row, &self.key).is_some_and(|v| v == self.value)
     }
@@ -383,6 +388,19 @@ impl Rollout {
                 .is_none_or(|w| w.0.iter().any(|m| m.matches(row)))
     }
 
+    /// What shapes a run in `plan_only` mode: the selection only (canary,
+    /// waves and the window shape when Opens go, and a plan sends none).
+    pub fn for_run(&self, plan_only: bool) -> Rollout {
+        if plan_only {
+            Rollout {
+                selection: self.selection.clone(),
+                ..Rollout::default()
+            }
+        } else {
+            self.clone()
+        }
+    }
+
     /// Whether the run touches every instance (no selection, no waves).
     pub fn touches_everything(&self) -> bool {
         self.selection.is_everything() && self.waves.is_none()
@@ -430,16 +448,22 @@ mod tests {
     }
 
     #[test]
-    fn account_selects_the_account_not_a_label() {
+    fn account_selects_the_account_and_a_label_only_without_one() {
         let a = InstanceRow {
             account: Some("prod-a".into()),
             ..row("ap-guangzhou", r#"{"Team":"a"}"#)
         };
-        let own = row("ap-guangzhou", r#"{"Account":"prod-a"}"#);
+        let b = InstanceRow {
+            account: Some("prod-b".into()),
+            ..row("ap-guangzhou", r#"{"Account":"prod-a"}"#)
+        };
+        let own = row("ap-guangzhou", r#"{"Team":"a"}"#);
+        // A row from before accounts, with the column kept as a label.
+        let old = row("ap-guangzhou", r#"{"Account":"prod-a"}"#);
         let s = sel(&["account=prod-a"], &[]);
-        assert!(s.selects(&a) && !s.selects(&own));
+        assert!(s.selects(&a) && !s.selects(&b) && !s.selects(&own) && s.selects(&old));
         let s = sel(&[], &["Account=prod-a"]);
-        assert!(!s.selects(&a) && s.selects(&own));
+        assert!(!s.selects(&a) && s.selects(&b) && s.selects(&own) && !s.selects(&old));
     }
 
     #[test]

@@ -101,22 +101,25 @@ fn scope_of(
     (regions, loads)
 }
 
-/// The short form, before a job sends anything: for each account with
-/// unfinished instances, its credentials, the endpoints of those instances,
+/// The short form, before a job sends anything: for each of `accounts` (those
+/// with unfinished instances the run touches), its credentials, the endpoints of those instances,
 /// the clock, KMS in their regions and the CDB service role. A few requests,
 /// on actions the run does not use. Fails (nothing sent) on refused
 /// credentials (exit 3) or a failed check (exit 1); warnings are logged and
 /// the job goes on.
 pub(in super::super) async fn before_run(
     clients: &Clients,
+    accounts: &[Option<String>],
     config: &RunConfig,
     journal: &Journal,
 ) -> Result<(), CliError> {
     let path = journal.path().to_path_buf();
-    let work = tokio::task::spawn_blocking(move || open_work(&path))
+    let mut work = tokio::task::spawn_blocking(move || open_work(&path))
         .await
         .map_err(CliError::failed)?
         .map_err(|e| CliError::failed(format!("doctor: cannot read the journal: {e}")))?;
+    // Only the accounts the run works on (`--only Account=…` leaves the rest).
+    work.retain(|account, _| accounts.contains(account));
     if work.is_empty() {
         return Ok(());
     }
