@@ -324,3 +324,94 @@ fn account_column_and_selection_by_account() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(report_json(&env)["summary"]["encrypted"], 20);
 }
+
+/// A rehearsal from the command line: `fleetcrypt emulator --fleet FILE
+/// --accept-profile alpha --accept-profile beta` accepts both profiles' keys
+/// and gives each row to the account its `Account` cell names (another key
+/// is told the instance does not exist); `run` with the same file finishes.
+/// Without the flags, a fleet that names accounts is refused.
+#[test]
+fn the_emulator_command_rehearses_several_accounts() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let world = two_account_world(10);
+    let scratch = Env::new("http://127.0.0.1:1");
+    write_profiles(&scratch, SECOND_KEY);
+    let fleet = write_fleet(&scratch, &world);
+    let emulator = |extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("HOME", scratch.dir.path())
+            .args(["emulator", "--listen", "127.0.0.1:0", "--fleet"])
+            .arg(&fleet)
+            .args(extra)
+            .stdin(Stdio::null());
+        c
+    };
+    let o = output(emulator(&[]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("pass --accept-profile"), "{}", text(&o));
+
+    let mut child = emulator(&[
+        "--accept-profile",
+        "alpha",
+        "--accept-profile",
+        "beta",
+        "--latency",
+        "OpenDBInstanceEncryption=20ms..200ms",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    let env = Env {
+        dir: scratch.dir,
+        url,
+    };
+    // beta's key cannot see alpha's instance.
+    let alpha_instance = world
+        .instances
+        .values()
+        .find(|i| i.owner.as_deref() == Some(SECRET_ID))
+        .unwrap();
+    let mut c = env.cmd(SECRET_KEY);
+    c.args([
+        "call",
+        "cdb",
+        "DescribeDBInstanceInfo",
+        "--profile",
+        "beta",
+        "--region",
+    ])
+    .arg(&alpha_instance.region)
+    .arg(format!(r#"{{"InstanceId":"{}"}}"#, alpha_instance.id));
+    let said = text(&output(c));
+    assert!(said.contains("InstanceNotFound"), "{said}");
+
+    let o = output(run(&env, &fleet));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(o.status.success(), "{}", text(&o));
+    let report = report_json(&env);
+    let accounts: Vec<(String, u64)> = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["account"].as_str().unwrap().to_string(),
+                a["encrypted"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(accounts, vec![("alpha".into(), 5), ("beta".into(), 5)]);
+}

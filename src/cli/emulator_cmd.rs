@@ -59,6 +59,12 @@ pub struct EmulatorArgs {
     /// Accepted SecretKey (default TENCENTCLOUD_SECRET_KEY).
     #[arg(long, value_parser = |s: &str| Ok::<_, String>(Secret::new(s)))]
     pub secret_key: Option<Secret>,
+    /// Also accept the credentials of this tccli profile
+    /// (~/.tccli/NAME.credential; repeatable): a rehearsal of several
+    /// accounts. With --fleet, the rows whose Account names it belong to it,
+    /// and any other credential is told they do not exist.
+    #[arg(long, value_name = "NAME")]
+    pub accept_profile: Vec<String>,
     /// Per-action limit per (Host, SecretId) and sliding second: ACTION=N (0 = none; repeatable).
     #[arg(long, value_name = "ACTION=N")]
     pub rate_limit: Vec<String>,
@@ -265,6 +271,16 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
         c.tokens.insert(id.clone(), t);
     }
     c.credentials = vec![(id, key)];
+    for name in &args.accept_profile {
+        crate::model::check_account_name(name)
+            .map_err(|why| format!("--accept-profile {name:?} {why}"))?;
+        let creds = crate::api::credentials::load(Some(name), &crate::api::credentials::ProcessEnv)
+            .map_err(|e| format!("--accept-profile {name}: {e}"))?;
+        if let Some(t) = creds.token {
+            c.tokens.insert(creds.secret_id.clone(), t);
+        }
+        c.credentials.push((creds.secret_id, creds.secret_key));
+    }
     c.bad_answers = args.bad_answer.clone();
     if args.timing.time_scale != 1.0 {
         c = c.time_scaled(args.timing.time_scale);
@@ -272,12 +288,48 @@ fn config(args: &EmulatorArgs) -> Result<(EmulatorConfig, bool), String> {
     Ok((c, generated))
 }
 
+/// Gives each fleet row that names an account to that account's credential
+/// (`--accept-profile`): the emulated cloud then shows it to that key only.
+fn owned(
+    mut world: World,
+    specs: &[input::InstanceSpec],
+    args: &EmulatorArgs,
+    config: &EmulatorConfig,
+) -> Result<World, String> {
+    // The profiles' SecretIds follow the first (own) pair, in flag order.
+    let ids: std::collections::HashMap<&str, &str> = args
+        .accept_profile
+        .iter()
+        .map(String::as_str)
+        .zip(config.credentials.iter().skip(1).map(|(id, _)| id.as_str()))
+        .collect();
+    for s in specs {
+        let Some(account) = &s.account else { continue };
+        let Some(id) = ids.get(account.as_str()) else {
+            return Err(format!(
+                "the fleet's line {} names account {account}: pass --accept-profile {account}",
+                s.line
+            ));
+        };
+        if let Some(inst) = world.instances.get_mut(s.id.as_str()) {
+            inst.owner = Some(id.to_string());
+        }
+    }
+    Ok(world)
+}
+
 pub(super) async fn run(args: EmulatorArgs) -> CliResult {
     let (config, generated) =
         config(&args).map_err(|e| CliError::usage(format!("emulator: {e}")))?;
     let world = match (&args.fleet, args.generate) {
         (Some(path), _) => match input::load(&path.display().to_string(), &Defaults::default()) {
-            Ok(specs) => super::demo::world_from_fleet(&specs),
+            Ok(specs) => owned(
+                super::demo::world_from_fleet(&specs),
+                &specs,
+                &args,
+                &config,
+            )
+            .map_err(|e| CliError::usage(format!("emulator: {e}")))?,
             Err(e) => return Err(CliError::usage(format!("emulator: {e}"))),
         },
         (None, n) => World::generate(&Generate {

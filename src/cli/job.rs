@@ -17,7 +17,8 @@ use crate::journal::{read, schema, Journal};
 use crate::model::hint;
 use crate::runner::{self, Counters, RunConfig, StopReason};
 
-/// A journal with instances imported, a client and a validated config.
+/// A journal with instances imported, the signed client of each account and a
+/// validated config.
 pub(super) struct Job<'a> {
     pub journal: &'a Journal,
     pub clients: &'a Clients,

@@ -181,7 +181,6 @@ impl Prepared {
         })
     }
 
-    /// Fails (exit 3) when the run's own credentials are missing.
     /// [`Prepared::need_own`] for rows that name no account; when other rows
     /// do, the message says which rows need the run's own credentials.
     fn need_own_for_unnamed(&mut self, others_named: bool) -> Result<(), CliError> {
@@ -193,6 +192,8 @@ impl Prepared {
         }
     }
 
+    /// Fails (exit 3) when the run's own credentials are missing (the
+    /// error is taken: the caller stops on it).
     fn need_own(&mut self) -> Result<(), CliError> {
         match self.own_missing.take() {
             Some(e) => Err(e),
