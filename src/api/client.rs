@@ -96,6 +96,19 @@ pub struct Called<T> {
 }
 
 impl<T> Called<T> {
+    /// A call that could not be sent (`Failure::NotSent`), stamped now.
+    pub fn not_sent(message: String) -> Called<T> {
+        let now = Instant::now();
+        Called {
+            sent_at_ms: now_ms(),
+            sent_at: now,
+            written_at: now,
+            latency: Duration::ZERO,
+            server_date: None,
+            result: Err(Failure::NotSent(message)),
+        }
+    }
+
     /// The same call with its result mapped.
     pub fn map<U>(self, f: impl FnOnce(Result<T, Failure>) -> Result<U, Failure>) -> Called<U> {
         Called {
@@ -138,15 +151,7 @@ fn connect_delay_from(value: Option<&str>) -> Result<Option<Duration>, ClientErr
 }
 
 fn not_sent<T>(message: String) -> Called<T> {
-    let now = Instant::now();
-    Called {
-        sent_at_ms: now_ms(),
-        sent_at: now,
-        written_at: now,
-        latency: Duration::ZERO,
-        server_date: None,
-        result: Err(Failure::NotSent(message)),
-    }
+    Called::not_sent(message)
 }
 
 fn header_value(name: &str, value: &str) -> Result<HeaderValue, String> {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, params_from_iter, Connection};
 
 use super::rows::{instance_columns, instance_from_row, InstanceRow, INSTANCE_COLUMNS};
 use crate::model::{Disposition, EventKind, SlidingWindow, State};
@@ -40,54 +40,36 @@ pub fn for_each_instance(
     Ok(Ok(()))
 }
 
-/// The accounts of the unfinished instances (`None`: the run's own
-/// credentials), each once.
-pub fn open_accounts(conn: &Connection) -> rusqlite::Result<Vec<Option<String>>> {
-    if !has_accounts(conn)? {
-        let open: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM instances WHERE state NOT IN (?1, ?2, ?3))",
-            params![
-                State::Encrypted.as_str(),
-                State::AlreadyEncrypted.as_str(),
-                State::Failed.as_str()
-            ],
-            |r| r.get(0),
-        )?;
-        return Ok(if open { vec![None] } else { Vec::new() });
-    }
-    let mut stmt = conn.prepare(
-        "SELECT DISTINCT account FROM instances WHERE state NOT IN (?1, ?2, ?3) ORDER BY account",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            State::Encrypted.as_str(),
-            State::AlreadyEncrypted.as_str(),
-            State::Failed.as_str()
-        ],
-        |r| r.get(0),
-    )?;
-    rows.collect()
+/// The final states, as `?1, ?2, ?3` of a `state NOT IN (…)`.
+fn terminal() -> [&'static str; 3] {
+    [
+        State::Encrypted.as_str(),
+        State::AlreadyEncrypted.as_str(),
+        State::Failed.as_str(),
+    ]
 }
 
-/// [`open_accounts`] of the unfinished instances `touches` selects (a run's
-/// `--only`/`--exclude`/`--waves`): an account the run leaves alone needs no
-/// credentials. A journal that names no account needs the run's own
-/// credentials whenever anything is unfinished, whatever the selection.
+/// The accounts (`None`: the run's own credentials) of the unfinished
+/// instances `touches` selects (a run's `--only`/`--exclude`/`--waves`),
+/// each once: an account the run leaves alone needs no credentials. A
+/// journal that names no account needs the run's own credentials whenever
+/// anything is unfinished, whatever the selection.
 pub fn open_accounts_where(
     conn: &Connection,
     touches: impl Fn(&InstanceRow) -> bool,
 ) -> rusqlite::Result<Vec<Option<String>>> {
     if !has_accounts(conn)? {
-        return open_accounts(conn);
+        let open: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM instances WHERE state NOT IN (?1, ?2, ?3))",
+            params_from_iter(terminal()),
+            |r| r.get(0),
+        )?;
+        return Ok(if open { vec![None] } else { Vec::new() });
     }
     let mut stmt = conn.prepare(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM instances WHERE state NOT IN (?1, ?2, ?3)"
     ))?;
-    let mut rows = stmt.query(params![
-        State::Encrypted.as_str(),
-        State::AlreadyEncrypted.as_str(),
-        State::Failed.as_str()
-    ])?;
+    let mut rows = stmt.query(params_from_iter(terminal()))?;
     let mut out = std::collections::BTreeSet::new();
     while let Some(r) = rows.next()? {
         let row = instance_from_row(r)?;

@@ -466,20 +466,10 @@ impl Ctx {
                     .call_gated::<Q, R>(endpoint, service, action.as_str(), Some(region), req, gate)
                     .await
             }
-            None => {
-                let now = Instant::now();
-                Called {
-                    sent_at_ms: now_ms(),
-                    sent_at: now,
-                    written_at: now,
-                    latency: Duration::ZERO,
-                    server_date: None,
-                    result: Err(Failure::NotSent(format!(
-                        "no credentials for account {}",
-                        a.row.account.as_deref().unwrap_or("(the run's own)")
-                    ))),
-                }
-            }
+            None => Called::not_sent(format!(
+                "no credentials for account {}",
+                a.row.account.as_deref().unwrap_or("(the run's own)")
+            )),
         };
         let request_id = called
             .result
