@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use fleetcrypt::emulator::{Generate, World};
+use fleetcrypt::emulator::World;
 
 const SECOND_ID: &str = "AKIDsecond0123456789";
 const SECOND_KEY: &str = "second-secret-key-do-not-print";
@@ -16,16 +16,7 @@ const SECOND_KEY: &str = "second-secret-key-do-not-print";
 /// `count` plain masters, the first half owned by the test credential
 /// (profile `alpha`), the rest by the second one (profile `beta`).
 fn two_account_world(count: usize) -> World {
-    let mut world = World::generate(&Generate {
-        count,
-        share_encrypted: 0.0,
-        share_unsupported: 0.0,
-        share_needs_upgrade: 0.0,
-        share_custom_key: 0.0,
-        share_replicas: 0.0,
-        seed: 12,
-        ..Generate::default()
-    });
+    let mut world = plain_world(count, 12);
     for (n, i) in world.instances.values_mut().enumerate() {
         i.owner = Some(if n < count / 2 { SECRET_ID } else { SECOND_ID }.to_string());
     }

@@ -55,19 +55,6 @@ fn file_order(world: &World) -> Vec<String> {
         .collect()
 }
 
-fn plain_world(count: usize, seed: u64) -> World {
-    World::generate(&Generate {
-        count,
-        share_encrypted: 0.0,
-        share_unsupported: 0.0,
-        share_needs_upgrade: 0.0,
-        share_custom_key: 0.0,
-        share_replicas: 0.0,
-        seed,
-        ..Generate::default()
-    })
-}
-
 fn run(env: &Env, fleet: &std::path::Path, extra: &[&str]) -> std::process::Command {
     let mut c = env.cmd(SECRET_KEY);
     c.args(["run", "--instances"])

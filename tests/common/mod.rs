@@ -99,6 +99,20 @@ pub fn specs_of(world: &World) -> Vec<InstanceSpec> {
         .collect()
 }
 
+/// `count` unencrypted masters that support encryption, with the default key.
+pub fn plain_world(count: usize, seed: u64) -> World {
+    World::generate(&fleetcrypt::emulator::Generate {
+        count,
+        share_encrypted: 0.0,
+        share_unsupported: 0.0,
+        share_needs_upgrade: 0.0,
+        share_custom_key: 0.0,
+        share_replicas: 0.0,
+        seed,
+        ..Default::default()
+    })
+}
+
 /// Run flags that match [`fast_config`]: its emulator works on an Open for at
 /// most 400 ms + a 1.5 s hang, which a 2.5 s settle window covers.
 pub const FAST: &[&str] = &[
