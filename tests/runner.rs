@@ -58,6 +58,14 @@ async fn fleet_journal(
 /// Runs every unfinished instance of `journal` with `config`; answers why the
 /// run stopped early, if it did.
 async fn run_to_end(journal: &Journal, config: &RunConfig) -> Option<runner::StopReason> {
+    run_result(journal, config).await.unwrap()
+}
+
+/// `runner::run` with the test client, no run id, no stop and fresh counters.
+async fn run_result(
+    journal: &Journal,
+    config: &RunConfig,
+) -> Result<Option<runner::StopReason>, runner::RunError> {
     runner::run(
         journal,
         &client(config.timeout),
@@ -67,7 +75,6 @@ async fn run_to_end(journal: &Journal, config: &RunConfig) -> Option<runner::Sto
         Arc::new(Counters::default()),
     )
     .await
-    .unwrap()
 }
 
 fn client(timeout: Duration) -> Client {
@@ -883,20 +890,10 @@ async fn an_unsettled_pre_send_no_waits_for_the_window_and_sends_nothing() {
 
     let config = run_config(&emu.url, 20);
     let started = fleetcrypt::model::now_ms();
-    let stop = tokio::time::timeout(
-        Duration::from_secs(30),
-        runner::run(
-            &journal,
-            &client(config.timeout),
-            &config,
-            None,
-            CancellationToken::new(),
-            Arc::new(Counters::default()),
-        ),
-    )
-    .await
-    .expect("the run did not finish")
-    .unwrap();
+    let stop = tokio::time::timeout(Duration::from_secs(30), run_result(&journal, &config))
+        .await
+        .expect("the run did not finish")
+        .unwrap();
     assert_eq!(stop, None);
     drop(journal);
 
@@ -963,20 +960,10 @@ async fn an_instance_is_given_up_after_max_attempts_each_verified_no() {
     config.max_attempts = 3;
     // Covers the emulator's Open latency (at most 400 ms; `internal` applies nothing).
     config.settle = Duration::from_millis(600);
-    let stop = tokio::time::timeout(
-        Duration::from_secs(30),
-        runner::run(
-            &journal,
-            &client(config.timeout),
-            &config,
-            None,
-            CancellationToken::new(),
-            Arc::new(Counters::default()),
-        ),
-    )
-    .await
-    .expect("the run did not finish: attempts were not bounded by max_attempts")
-    .unwrap();
+    let stop = tokio::time::timeout(Duration::from_secs(30), run_result(&journal, &config))
+        .await
+        .expect("the run did not finish: attempts were not bounded by max_attempts")
+        .unwrap();
     assert_eq!(stop, None);
     drop(journal);
 
@@ -1055,20 +1042,10 @@ async fn each_action_has_its_own_quota_and_started_instances_are_verified_first(
     let rate = 4;
     let (emu, _dir, path, journal) = fleet_journal(fast_config(rate), world, specs).await;
     let config = run_config(&emu.url, rate);
-    let stop = tokio::time::timeout(
-        Duration::from_secs(60),
-        runner::run(
-            &journal,
-            &client(config.timeout),
-            &config,
-            None,
-            CancellationToken::new(),
-            Arc::new(Counters::default()),
-        ),
-    )
-    .await
-    .expect("the run did not finish")
-    .unwrap();
+    let stop = tokio::time::timeout(Duration::from_secs(60), run_result(&journal, &config))
+        .await
+        .expect("the run did not finish")
+        .unwrap();
     assert_eq!(stop, None);
     drop(journal);
 
@@ -1361,20 +1338,10 @@ async fn reads_unreadable_past_the_verify_deadline_fail_the_instance_without_a_r
     let mut config = run_config(&emu.url, 20);
     config.verify_deadline = Duration::from_secs(3);
     config.poll_backoff = runner::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let stop = tokio::time::timeout(
-        Duration::from_secs(30),
-        runner::run(
-            &journal,
-            &client(config.timeout),
-            &config,
-            None,
-            CancellationToken::new(),
-            Arc::new(Counters::default()),
-        ),
-    )
-    .await
-    .expect("the run did not finish")
-    .unwrap();
+    let stop = tokio::time::timeout(Duration::from_secs(30), run_result(&journal, &config))
+        .await
+        .expect("the run did not finish")
+        .unwrap();
     assert_eq!(stop, None);
     drop(journal);
 
@@ -1437,20 +1404,10 @@ async fn a_kms_error_is_retried_kms_error_retries_times_then_failed() {
     assert_eq!(config.kms_error_retries, 2);
     // Covers the emulator's Open latency (at most 400 ms; a KmsError applies nothing).
     config.settle = Duration::from_millis(600);
-    let stop = tokio::time::timeout(
-        Duration::from_secs(30),
-        runner::run(
-            &journal,
-            &client(config.timeout),
-            &config,
-            None,
-            CancellationToken::new(),
-            Arc::new(Counters::default()),
-        ),
-    )
-    .await
-    .expect("the run did not finish")
-    .unwrap();
+    let stop = tokio::time::timeout(Duration::from_secs(30), run_result(&journal, &config))
+        .await
+        .expect("the run did not finish")
+        .unwrap();
     assert_eq!(stop, None);
     drop(journal);
 
@@ -1581,20 +1538,10 @@ async fn an_accepted_open_slow_to_show_is_polled_until_the_deadline_and_not_rese
     // Covers the emulator's Open latency (at most 400 ms), not the propagation.
     config.settle = Duration::from_millis(600);
     config.poll_backoff = runner::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let stop = tokio::time::timeout(
-        Duration::from_secs(30),
-        runner::run(
-            &journal,
-            &client(config.timeout),
-            &config,
-            None,
-            CancellationToken::new(),
-            Arc::new(Counters::default()),
-        ),
-    )
-    .await
-    .expect("the run did not finish")
-    .unwrap();
+    let stop = tokio::time::timeout(Duration::from_secs(30), run_result(&journal, &config))
+        .await
+        .expect("the run did not finish")
+        .unwrap();
     assert_eq!(stop, None);
     drop(journal);
 
@@ -1991,16 +1938,7 @@ async fn a_resumed_run_verifies_where_the_journal_saw_yes() {
     for (batch, first_read) in [(&specs[..n / 2], 1500), (&specs[n / 2..], 10_000)] {
         journal.import(batch.to_vec()).await.unwrap();
         config.verify_first_read = Duration::from_millis(first_read);
-        let stop = runner::run(
-            &journal,
-            &client(config.timeout),
-            &config,
-            None,
-            CancellationToken::new(),
-            Arc::new(Counters::default()),
-        )
-        .await
-        .unwrap();
+        let stop = run_result(&journal, &config).await.unwrap();
         assert_eq!(stop, None);
     }
     drop(journal);
